@@ -1,0 +1,115 @@
+"""Where the datasets live, and reading their images: the one place every tool resolves a dataset root.
+
+A datasets root holds the standard layouts side by side, as detectron2's builtin datasets expect
+($DETECTRON2_DATASETS); `tools/make_demo_data.py --out DIR` writes the same layouts:
+
+    ROOT/imagenet/{train,val}/<class>/*.JPEG          ImageFolder
+    ROOT/VOC2007/{JPEGImages,Annotations,ImageSets/Main}
+    ROOT/VOC2012/{JPEGImages,Annotations,ImageSets/Main}
+    ROOT/coco/{annotations/instances_{train,val}2017.json,train2017,val2017}
+
+A root given by flag wins over DETECTRON2_DATASETS, which wins over ./datasets. A dataset's own folder
+(e.g. .../imagenet) may also be given directly.
+"""
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+ENV_VAR = "DETECTRON2_DATASETS"
+
+
+class DatasetError(ValueError):
+    """Bad dataset input; the message names the problem and the fix in one line."""
+
+
+class DatasetLayoutError(DatasetError):
+    pass
+
+
+class CorruptImageError(DatasetError):
+    pass
+
+
+@dataclass(frozen=True)
+class Layout:
+    folder: str  # name under the datasets root
+    dirs: tuple  # sub-folders that must exist
+    files: tuple = ()  # files that must exist
+    class_dirs: tuple = ()  # sub-folders that must hold one folder per class (ImageFolder)
+
+    def describe(self):
+        parts = [f"{d}/" for d in self.dirs if d not in self.class_dirs]
+        parts += [f"{d}/<class>/*.jpg" for d in self.class_dirs] + list(self.files)
+        return f"{self.folder}/{{{','.join(parts)}}}"
+
+    def missing(self, path):
+        missing = [f"{d}/" for d in self.dirs if not (path / d).is_dir()]
+        missing += [f for f in self.files if not (path / f).is_file()]
+        missing += [f"{d}/<class>/" for d in self.class_dirs
+                    if (path / d).is_dir() and not any(p.is_dir() for p in (path / d).iterdir())]
+        return missing
+
+
+LAYOUTS = {
+    "imagenet": Layout("imagenet", dirs=("train", "val"), class_dirs=("train", "val")),
+    "voc2007": Layout("VOC2007", dirs=("JPEGImages", "Annotations", "ImageSets/Main"),
+                      files=("ImageSets/Main/trainval.txt", "ImageSets/Main/test.txt")),
+    "voc2012": Layout("VOC2012", dirs=("JPEGImages", "Annotations", "ImageSets/Main"),
+                      files=("ImageSets/Main/trainval.txt",)),
+    "coco": Layout("coco", dirs=("train2017", "val2017"),
+                   files=("annotations/instances_train2017.json", "annotations/instances_val2017.json")),
+}
+
+
+def datasets_root(root=None):
+    """The datasets root: `root` (a flag), else $DETECTRON2_DATASETS, else ./datasets."""
+    return Path(root or os.environ.get(ENV_VAR) or "datasets").expanduser()
+
+
+def _listing(path, limit=8):
+    if not path.is_dir():
+        return "nothing (no such folder)" if not path.exists() else "a file, not a folder"
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
+    more = f", ... ({len(names)} entries)" if len(names) > limit else ""
+    return (", ".join(names[:limit]) + more) if names else "an empty folder"
+
+
+def dataset_path(name, root=None):
+    """The folder of dataset `name` (a key of LAYOUTS) under the datasets root, checked against its layout."""
+    if name not in LAYOUTS:
+        raise DatasetError(f"unknown dataset '{name}'; known: {', '.join(LAYOUTS)}")
+    layout, base = LAYOUTS[name], datasets_root(root)
+    for candidate in (base / layout.folder, base):
+        if candidate.is_dir() and not layout.missing(candidate):
+            return candidate
+    path = base / layout.folder
+    problem = f"missing {', '.join(layout.missing(path))}" if path.is_dir() else "not there"
+    raise DatasetLayoutError(
+        f"{name}: {path} is {problem}; expected ROOT/{layout.describe()}, found in {base}: {_listing(base)}; "
+        f"pass --data-root DIR or set {ENV_VAR} to the folder that holds {layout.folder}/"
+    )
+
+
+def load_rgb(path):
+    """Decode an image file to RGB; a file that does not decode raises CorruptImageError naming it."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except FileNotFoundError:
+        raise DatasetError(f"image {path} does not exist; check the dataset root and its file lists") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise CorruptImageError(
+            f"cannot decode image {path} ({type(error).__name__}: {error}); delete or re-download that file"
+        ) from None
+
+
+def image_folder(name, split, root=None, transform=None):
+    """torchvision's ImageFolder over `split` of an ImageFolder dataset, reading images with load_rgb."""
+    from torchvision.datasets import ImageFolder
+
+    path = dataset_path(name, root) / split
+    if not path.is_dir():
+        raise DatasetLayoutError(f"{name}: no '{split}' split in {path.parent} (found: {_listing(path.parent)})")
+    return ImageFolder(str(path), transform=transform, loader=load_rgb)

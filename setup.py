@@ -1,0 +1,34 @@
+"""ssl-transfer: self-supervised ResNet-50 pretraining and transfer evaluation.
+
+detectron2 is not on PyPI under its own name: `python tools/install_detectron2.py` (run by `make venv`)
+installs it; see the README.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="ssl-transfer",
+    version="0.1.0",
+    description="Self-supervised ResNet-50 pretraining (SimCLR, MoCo v2, BYOL, SwAV, SimSiam) and transfer "
+    "evaluation (kNN, linear probe, VOC and COCO detection through detectron2)",
+    python_requires=">=3.9",
+    packages=find_packages(include=["pretrain", "pretrain.*", "transfer", "transfer.*", "eval", "eval.*"]),
+    install_requires=[
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "fvcore",
+        "pycocotools>=2.0.6",
+        "scikit-learn",
+        "faiss-cpu>=1.7.4",
+        "numpy",
+        "pillow",
+        "pyyaml",
+        "tqdm",
+        "tensorboard",
+        "matplotlib",
+    ],
+    extras_require={
+        # On a GPU machine: pip uninstall -y faiss-cpu && pip install -e '.[gpu]' (both ship the module `faiss`).
+        "gpu": ["faiss-gpu>=1.15"],
+        "dev": ["pytest>=7"],
+    },
+)

@@ -1,0 +1,36 @@
+"""Resolve every dataset under a datasets root, check its layout, and count what it holds.
+
+    python tools/check_datasets.py --data-root data/demo --verify-images
+    DETECTRON2_DATASETS=/datasets python tools/check_datasets.py imagenet voc2007
+
+Exits non-zero with a one-line error on a wrong root, a missing folder or (with --verify-images) an image
+that does not decode.
+"""
+import argparse
+import sys
+
+from eval.datasets import LAYOUTS, DatasetError, dataset_path, load_rgb
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("datasets", nargs="*", default=list(LAYOUTS), help=f"any of {', '.join(LAYOUTS)}")
+    parser.add_argument("--data-root", help="the folder holding the datasets (default: $DETECTRON2_DATASETS)")
+    parser.add_argument("--verify-images", action="store_true", help="decode every image")
+    args = parser.parse_args()
+    try:
+        for name in args.datasets:
+            path = dataset_path(name, args.data_root)
+            images = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            if args.verify_images:
+                for image in images:
+                    load_rgb(image)
+            print(f"{name:9s} {path}  {len(images)} images" + (", all decode" if args.verify_images else ""))
+    except DatasetError as error:
+        sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+    main()
