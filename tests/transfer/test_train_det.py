@@ -1,0 +1,107 @@
+"""tools/train_det.py's library: a few iterations of fine-tuning and evaluation on the demo data."""
+import json
+import math
+import pickle
+
+import pytest
+import torch
+
+from tests.conftest import REPO, run_tool
+from tests.transfer.layouts import random_resnet
+from transfer.convert import to_detectron2
+from transfer.finetune import FinetuneError, build_config, run_trials
+
+FAST = ("SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "2", "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "16",
+        "TEST.PRECISE_BN.NUM_ITER", "1", "INPUT.MIN_SIZE_TRAIN", "(96,)", "INPUT.MIN_SIZE_TEST", "96")
+CONFIGS = {"voc": REPO / "configs" / "demo" / "voc07.yaml", "coco": REPO / "configs" / "demo" / "coco_instseg.yaml"}
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    path = tmp_path_factory.mktemp("weights") / "converted.pkl"
+    with open(path, "wb") as file:
+        pickle.dump({"model": to_detectron2(random_resnet()), "__author__": "test", "matching_heuristics": True}, file)
+    return path
+
+
+def assert_finite_metrics(summary, tasks, trials):
+    assert len(summary["trials"]) == trials
+    for trial in summary["trials"]:
+        assert set(trial["results"]) == set(tasks)
+        for task in tasks:
+            for metric in ("AP", "AP50", "AP75"):
+                assert math.isfinite(trial["results"][task][metric]) and 0 <= trial["results"][task][metric] <= 100
+    for task in tasks:
+        assert set(summary["mean"][task]) >= {"AP", "AP50", "AP75"} and set(summary["std"][task]) >= {"AP", "AP50"}
+
+
+@pytest.mark.parametrize("kind, weights", [("voc", "converted"), ("voc", "random"), ("coco", "converted"),
+                                           ("coco", "random")])
+def test_a_few_iterations_give_finite_metrics(kind, weights, converted, demo_root, tmp_path):
+    out = tmp_path / "run"
+    summary = run_trials(CONFIGS[kind], str(converted) if weights == "converted" else "random", out, trials=1,
+                         opts=FAST, data_root=demo_root)
+    tasks = ("bbox",) if kind == "voc" else ("bbox", "segm")
+    assert_finite_metrics(summary, tasks, trials=1)
+    assert json.loads((out / "metrics.json").read_text()) == summary
+    assert any((out / "trial_0").glob("events.out.tfevents.*")) and (out / "log.txt").is_file()
+
+
+def test_two_trials_give_a_mean_and_std_and_a_rerun_resumes_from_what_is_done(converted, demo_root, tmp_path):
+    out = tmp_path / "run"
+    summary = run_trials(CONFIGS["voc"], str(converted), out, trials=2, seed=5, opts=FAST, data_root=demo_root)
+    assert [t["seed"] for t in summary["trials"]] == [5, 6]
+    values = [t["results"]["bbox"]["AP50"] for t in summary["trials"]]
+    assert summary["mean"]["bbox"]["AP50"] == pytest.approx(sum(values) / 2)
+    assert summary["std"]["bbox"]["AP50"] == pytest.approx(abs(values[0] - values[1]) / math.sqrt(2))
+
+    with pytest.raises(FinetuneError, match="--resume"):
+        run_trials(CONFIGS["voc"], str(converted), out, trials=2, seed=5, opts=FAST, data_root=demo_root)
+    (out / "trial_1" / "result.json").unlink()  # as if interrupted during the second trial's evaluation
+    first = (out / "trial_0" / "result.json").stat().st_mtime_ns
+    again = run_trials(CONFIGS["voc"], str(converted), out, trials=2, seed=5, opts=FAST, data_root=demo_root,
+                       resume=True)
+    assert (out / "trial_0" / "result.json").stat().st_mtime_ns == first  # trial 0 was not redone
+    assert again["trials"][0] == summary["trials"][0]
+    assert_finite_metrics(again, ("bbox",), trials=2)
+
+
+def test_changing_the_batch_scales_the_learning_rate_and_says_so(tmp_path):
+    cfg, notes = build_config(REPO / "configs" / "voc07.yaml", ["SOLVER.IMS_PER_BATCH", "4"], "", tmp_path, 0, 1)
+    assert cfg.SOLVER.BASE_LR == pytest.approx(0.02 * 4 / 16)
+    assert any("BASE_LR scaled linearly 0.02 -> 0.005" in note for note in notes)
+    assert cfg.MODEL.RESNETS.NORM == "BN" and any("SyncBN -> BN" in note for note in notes)
+    cfg, _ = build_config(REPO / "configs" / "voc07.yaml", ["SOLVER.IMS_PER_BATCH", "4", "SOLVER.BASE_LR", "0.1"],
+                          "", tmp_path, 0, 8)
+    assert cfg.SOLVER.BASE_LR == 0.1 and cfg.MODEL.RESNETS.NORM == "SyncBN"
+
+
+def test_the_configs_follow_the_moco_simsiam_protocol():
+    cfg, _ = build_config(REPO / "configs" / "voc0712.yaml", [], "", "/tmp/unused", 0, 8)
+    assert cfg.MODEL.ROI_HEADS.NAME == "Res5ROIHeadsExtraNorm" and cfg.MODEL.BACKBONE.FREEZE_AT == 0
+    assert cfg.MODEL.RESNETS.STRIDE_IN_1X1 is False and cfg.INPUT.FORMAT == "RGB" and cfg.TEST.PRECISE_BN.ENABLED
+    assert list(cfg.MODEL.PIXEL_MEAN) == [123.675, 116.28, 103.53]
+    assert (cfg.SOLVER.MAX_ITER, tuple(cfg.SOLVER.STEPS), cfg.SOLVER.IMS_PER_BATCH) == (24000, (18000, 22000), 16)
+    assert tuple(cfg.DATASETS.TRAIN) == ("voc_2007_trainval", "voc_2012_trainval")
+    coco, _ = build_config(REPO / "configs" / "coco_instseg.yaml", [], "", "/tmp/unused", 0, 8)
+    assert coco.MODEL.MASK_ON and coco.MODEL.ROI_HEADS.NUM_CLASSES == 80 and coco.SOLVER.MAX_ITER == 90000
+
+
+@pytest.mark.parametrize("opts, message", [(["SOLVER.BASE_LRR", "0.1"], "Non-existent key: SOLVER.BASE_LRR; did you mean SOLVER.BASE_LR\\?"),
+                                           (["SOLVER.MAX_ITER", "many"], "many")])
+def test_a_config_typo_is_a_clear_error(tmp_path, opts, message):
+    with pytest.raises(FinetuneError, match=message):
+        build_config(REPO / "configs" / "voc07.yaml", opts, "", tmp_path, 0, 1)
+
+
+def test_bad_weights_fail_before_training(tmp_path, demo_root):
+    torch.save({"model": {}}, tmp_path / "saved.pkl")
+    (tmp_path / "partial.pkl").write_bytes(pickle.dumps({"model": {"stem.conv1.weight": 0}, "__author__": "x"}))
+    torch.save({}, tmp_path / "raw.pth")
+    cases = {"raw.pth": "run python tools/convert_to_d2.py", "saved.pkl": "written with torch.save",
+             "partial.pkl": "covers 1 of detectron2's 265 R50 tensors", "missing.pkl": "no such file"}
+    for name, message in cases.items():
+        result = run_tool("tools/train_det.py", "--config", CONFIGS["voc"], "--weights", tmp_path / name,
+                          "--data-root", demo_root, "--output-dir", tmp_path / "out")
+        assert result.returncode != 0 and message in result.stderr, (name, result.stderr[-500:])
+        assert not (tmp_path / "out" / "metrics.json").exists()

@@ -1,0 +1,73 @@
+"""Convert a self-supervised ResNet-50 checkpoint to detectron2's format (.pkl).
+
+    python tools/convert_to_d2.py moco_v2_800ep_pretrain.pth.tar              # -> moco_v2_800ep_pretrain.pkl
+    python tools/convert_to_d2.py checkpoint.pth -o simsiam.pkl --verify
+
+Auto-detects torchvision, MoCo v1/v2/v3, SimSiam, SwAV, DINO, VISSL, solo-learn, mmselfsup, lightly and this
+toolkit's checkpoints; keeps the online / query / teacher encoder; drops heads, predictors, queues,
+prototypes and fc. Only an ImageNet ResNet-50 converts; anything else is refused and nothing is written.
+"""
+import argparse
+import os
+import pickle
+import sys
+from pathlib import Path
+
+from transfer.checkpoints import SOURCE_NAMES, CheckpointError, read_encoder
+from transfer.convert import ArchitectureError, detectron2_checkpoint, to_detectron2
+
+TOLERANCE = 1e-4
+
+
+def default_output(checkpoint):
+    name = checkpoint.name
+    for suffix in (".pth.tar", ".pth", ".pt", ".ckpt", ".tar", ".torch"):
+        if name.endswith(suffix):
+            return checkpoint.with_name(name[: -len(suffix)] + ".pkl")
+    return checkpoint.with_name(name + ".pkl")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path, help="the checkpoint to convert")
+    parser.add_argument("-o", "--output", type=Path, help="the .pkl to write (default: CHECKPOINT with .pkl)")
+    parser.add_argument("--source", default="auto", choices=("auto",) + SOURCE_NAMES,
+                        help="the checkpoint's layout; auto-detected by default")
+    parser.add_argument("--verify", action="store_true",
+                        help=f"check that detectron2's res4/res5 features equal torchvision's (rel. err <= {TOLERANCE})")
+    args = parser.parse_args()
+    output = args.output or default_output(args.checkpoint)
+    if output.suffix != ".pkl":
+        sys.exit(f"error: output {output} must end in .pkl, which is how detectron2 recognises its own format")
+    try:
+        encoder = read_encoder(args.checkpoint, args.source)
+        converted = to_detectron2(encoder.state_dict)
+    except (CheckpointError, ArchitectureError) as error:
+        sys.exit(f"error: {args.checkpoint}: {error}")
+
+    print(f"detected: {encoder.source} (state dict at {encoder.container}, encoder prefix '{encoder.prefix}')")
+    print(f"kept:     {len(converted)} tensors -> stem, res2-res5 (every conv and BN weight/bias/mean/var once)")
+    dropped = ", ".join(f"{group} ({n})" for group, n in sorted(encoder.dropped.items())) or "nothing"
+    skipped = sorted({k.split(".")[0] for k in encoder.state_dict if k.startswith("fc.")} |
+                     ({"num_batches_tracked"} if any(k.endswith("num_batches_tracked") for k in encoder.state_dict)
+                      else set()))
+    print(f"dropped:  {dropped}" + (f"; from the encoder: {', '.join(skipped)}" if skipped else ""))
+
+    tmp = output.with_name(f".{output.stem}.tmp-{os.getpid()}.pkl")  # detectron2 reads .pkl by suffix
+    with open(tmp, "wb") as file:
+        pickle.dump(detectron2_checkpoint(converted, f"ssl-transfer, from {encoder.source}"), file)
+    if args.verify:
+        from transfer.verify import compare_features
+
+        errors = compare_features(tmp, encoder.state_dict)
+        print("verify:   relative error " + ", ".join(f"{k} {v:.2e}" for k, v in errors.items()))
+        if max(errors.values()) > TOLERANCE:
+            tmp.unlink()
+            sys.exit(f"error: converted features differ from torchvision's by more than {TOLERANCE}; "
+                     "nothing written")
+    os.replace(tmp, output)
+    print(f"wrote:    {output}")
+
+
+if __name__ == "__main__":
+    main()

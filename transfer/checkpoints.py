@@ -1,0 +1,167 @@
+"""Reading a published self-supervised checkpoint and finding its encoder (REFERENCE section 3).
+
+`read_encoder(path, source="auto")` returns the online / query / teacher ResNet encoder in torchvision's
+names (conv1, bn1, layer1..4, fc), with what was detected and what was left out. The converter to
+detectron2 and the feature extractor for kNN / linear probe both start here.
+"""
+import pickle
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+
+class CheckpointError(ValueError):
+    """A file that cannot be read as a supported checkpoint; the message says what was found and the fix."""
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    containers: tuple  # nested keys leading to the state dict; () is the top level
+    prefixes: tuple  # encoder key prefixes, online / query / teacher encoder first
+    sequential: bool = False  # lightly's nn.Sequential(*resnet.children()[:-1]): 0, 1, 4..7
+    marker: str = ""  # in auto-detection, a top-level key that must be present, to tell alike layouts apart
+
+
+# Auto-detection tries these in order: the more specific layouts first.
+SOURCES = (
+    Source("ours", (("encoder",), ("model",)), ("", "encoder."), marker="ssl_transfer"),
+    Source("moco", (("state_dict",), ()), ("module.encoder_q.", "encoder_q.")),
+    Source("mocov3", (("state_dict",), ()), ("module.base_encoder.", "base_encoder.")),
+    Source("simsiam", (("state_dict",), ()), ("module.encoder.", "encoder.")),
+    Source("dino", (("teacher",), ("state_dict",), ()), ("module.backbone.", "backbone.", ""), marker="teacher"),
+    Source("vissl", (("classy_state_dict", "base_model", "model", "trunk"), ("model_state_dict",), ()),
+           ("_feature_blocks.", "trunk._feature_blocks.")),
+    Source("lightly", (("state_dict",), ("model",), ()), ("backbone.",), sequential=True),
+    Source("solo", (("state_dict",), ()), ("backbone.",), marker="pytorch-lightning_version"),
+    Source("mmselfsup", (("state_dict",), ()), ("backbone.",)),
+    Source("swav", (("state_dict",), ()), ("module.",)),
+    Source("torchvision", (("state_dict",), ("model",), ()), ("",)),
+)
+SOURCE_NAMES = tuple(s.name for s in SOURCES)
+_SEQUENTIAL = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
+_RESNET_PARTS = {"conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc"}
+
+
+@dataclass
+class EncoderWeights:
+    source: str
+    container: str  # where the state dict was, e.g. "state_dict" or "(top level)"
+    prefix: str
+    state_dict: dict  # torchvision names -> tensors, fc included if the checkpoint had one
+    dropped: Counter = field(default_factory=Counter)  # key group -> number of tensors left out
+
+
+def _is_detectron2_dict(obj):
+    return isinstance(obj, dict) and "model" in obj and "__author__" in obj
+
+
+def load_file(path):
+    """The object saved in `path`: torch.load for .pth/.pt/.ckpt/.tar, pickle for .pkl (as detectron2 does)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file; give the path of a checkpoint (.pth, .pth.tar, .ckpt, .pkl)")
+    if path.suffix == ".pkl":
+        try:
+            with open(path, "rb") as file:
+                return pickle.load(file, encoding="latin1")
+        except Exception as error:
+            if zipfile.is_zipfile(path):
+                raise CheckpointError(
+                    f"{path} was written with torch.save, which detectron2 cannot unpickle; rename it to "
+                    f"{path.with_suffix('.pth').name} and convert it with tools/convert_to_d2.py") from None
+            raise CheckpointError(f"{path} is not a readable pickle ({type(error).__name__}); "
+                                  "is it a checkpoint?") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # Checkpoints that store arguments (DINO's argparse.Namespace, Lightning's hparams) need a full unpickle.
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({type(error).__name__}: "
+                              f"{str(error).splitlines()[0][:120]})") from None
+
+
+def _container(obj, keys):
+    for key in keys:
+        if not isinstance(obj, dict) or key not in obj:
+            return None
+        obj = obj[key]
+    if isinstance(obj, dict) and obj and all(torch.is_tensor(v) for v in obj.values()):
+        return obj
+    return None
+
+
+def _has_encoder(state_dict, prefix, sequential):
+    first, deep = ("0.weight", "7.0.conv1.weight") if sequential else ("conv1.weight", "layer4.0.conv1.weight")
+    return prefix + first in state_dict and prefix + deep in state_dict
+
+
+def _group(key, prefix):
+    if prefix and key.startswith(prefix):
+        return prefix + key[len(prefix):].split(".")[0]
+    parts = key.split(".")
+    return ".".join(parts[:2]) if parts[0] == "module" and len(parts) > 1 else parts[0]
+
+
+def find_encoder(checkpoint, source="auto"):
+    """The encoder inside a loaded checkpoint, as EncoderWeights in torchvision names."""
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"found a {type(checkpoint).__name__}, not a checkpoint dict; "
+                              "save the model's state_dict() instead")
+    if _is_detectron2_dict(checkpoint):
+        raise CheckpointError("this is already a detectron2 checkpoint (it has 'model' and '__author__'); "
+                              "give it to tools/train_det.py --weights as it is")
+    if source != "auto" and source not in SOURCE_NAMES:
+        raise CheckpointError(f"unknown --source '{source}'; choose auto or one of {', '.join(SOURCE_NAMES)}")
+    candidates = [s for s in SOURCES if source in ("auto", s.name)]
+    for spec in candidates:
+        if source == "auto" and spec.marker and spec.marker not in checkpoint:
+            continue
+        for keys in spec.containers:
+            state_dict = _container(checkpoint, keys)
+            if state_dict is None:
+                continue
+            for prefix in spec.prefixes:
+                if _has_encoder(state_dict, prefix, spec.sequential):
+                    return _extract(spec, ".".join(keys) or "(top level)", prefix, state_dict)
+    return _explain_unknown(checkpoint, source)
+
+
+def _extract(spec, container, prefix, state_dict):
+    kept, dropped = {}, Counter()
+    for key, value in state_dict.items():
+        if not key.startswith(prefix):
+            dropped[_group(key, prefix)] += 1
+            continue
+        name = key[len(prefix):]
+        if spec.sequential:
+            head, _, rest = name.partition(".")
+            if head not in _SEQUENTIAL:
+                dropped[_group(key, prefix)] += 1
+                continue
+            name = f"{_SEQUENTIAL[head]}.{rest}"
+        if name.split(".")[0] not in _RESNET_PARTS:  # e.g. SwAV's module.projection_head, module.prototypes
+            dropped[_group(key, prefix)] += 1
+            continue
+        kept[name] = value
+    return EncoderWeights(spec.name, container, prefix, kept, dropped)
+
+
+def _explain_unknown(checkpoint, source):
+    top = sorted(map(str, checkpoint))[:6]
+    tensors = next((d for d in [checkpoint] + [v for v in checkpoint.values() if isinstance(v, dict)]
+                    if d and all(torch.is_tensor(x) for x in d.values())), {})
+    sample = sorted(tensors)[:3]
+    what = f"--source {source}" if source != "auto" else "any known layout"
+    raise CheckpointError(
+        f"unknown checkpoint layout: no ResNet encoder matching {what} (top-level keys {top}, "
+        f"e.g. tensors {sample}); pass --source with one of {', '.join(SOURCE_NAMES)} or save a torchvision "
+        "ResNet state_dict")
+
+
+def read_encoder(path, source="auto"):
+    return find_encoder(load_file(path), source)

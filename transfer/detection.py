@@ -1,0 +1,113 @@
+"""detectron2 glue for the MoCo / SimSiam detection protocol (REFERENCE section 5).
+
+The one model change is MoCo's: a BN after res5 in the C4 ROI head. Datasets are registered from the roots
+that eval/datasets.py resolves; `demo_*` names are the generated demo data (tools/make_demo_data.py).
+"""
+import json
+import math
+import os
+from dataclasses import dataclass
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import register_coco_instances
+from detectron2.data.datasets.pascal_voc import CLASS_NAMES as VOC_CLASSES
+from detectron2.data.datasets.pascal_voc import register_pascal_voc
+from detectron2.engine import DefaultTrainer
+from detectron2.evaluation import PascalVOCDetectionEvaluator
+from detectron2.layers import get_norm
+from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, Res5ROIHeads
+
+from eval.datasets import dataset_path
+from eval.demo_shapes import CLASSES as DEMO_CLASSES
+from transfer.detectron2_env import coco_evaluator
+
+
+@ROI_HEADS_REGISTRY.register()
+class Res5ROIHeadsExtraNorm(Res5ROIHeads):
+    """Res5ROIHeads with a norm layer after res5, as in MoCo's detection fine-tuning (He et al. 2020, A.2)."""
+
+    def _build_res5_block(self, cfg):
+        seq, out_channels = super()._build_res5_block(cfg)
+        seq.add_module("norm", get_norm(cfg.MODEL.RESNETS.NORM, out_channels))
+        return seq, out_channels
+
+
+@dataclass(frozen=True)
+class DetectionSet:
+    layout: str  # a key of eval.datasets.LAYOUTS
+    split: str
+    classes: tuple = ()  # VOC only; COCO reads its categories from the json
+    year: int = 0
+
+
+_STANDARD = {
+    "voc_2007_trainval": DetectionSet("voc2007", "trainval", VOC_CLASSES, 2007),
+    "voc_2007_test": DetectionSet("voc2007", "test", VOC_CLASSES, 2007),
+    "voc_2012_trainval": DetectionSet("voc2012", "trainval", VOC_CLASSES, 2012),
+    "coco_2017_train": DetectionSet("coco", "train2017"),
+    "coco_2017_val": DetectionSet("coco", "val2017"),
+}
+DETECTION_SETS = {**_STANDARD, **{
+    f"demo_{name}": DetectionSet(s.layout, s.split, DEMO_CLASSES if s.classes else (), s.year)
+    for name, s in _STANDARD.items()}}
+
+
+def register_detection_sets(names, data_root=None):
+    """(Re-)register dataset `names` from the datasets root (flag, else $DETECTRON2_DATASETS), checking layouts.
+
+    detectron2 registers its builtin names at import from $DETECTRON2_DATASETS; they are replaced here so that
+    --data-root is honoured and a wrong root fails at once with the layout expected.
+    """
+    for name in names:
+        if name not in DETECTION_SETS:
+            raise ValueError(f"unknown dataset '{name}' in DATASETS; known: {', '.join(DETECTION_SETS)}")
+        spec = DETECTION_SETS[name]
+        root = dataset_path(spec.layout, data_root)
+        if name in DatasetCatalog.list():
+            DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
+        if spec.layout.startswith("voc"):
+            register_pascal_voc(name, str(root), spec.split, spec.year, spec.classes)
+            MetadataCatalog.get(name).evaluator_type = "pascal_voc"
+        else:
+            json_file = root / "annotations" / f"instances_{spec.split}.json"
+            register_coco_instances(name, {}, str(json_file), str(root / spec.split))
+
+
+class DetectionTrainer(DefaultTrainer):
+    """detectron2's DefaultTrainer with the VOC and COCO evaluators chosen from the dataset's metadata."""
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        kind = MetadataCatalog.get(dataset_name).evaluator_type
+        if kind == "pascal_voc":
+            return PascalVOCDetectionEvaluator(dataset_name)
+        if kind == "coco":
+            output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference")
+            return coco_evaluator(dataset_name, output_dir=output_folder, tasks=("bbox", "segm")
+                                  if cfg.MODEL.MASK_ON else ("bbox",))
+        raise ValueError(f"no evaluator for dataset {dataset_name} (evaluator_type {kind!r})")
+
+
+def summarize_trials(trial_results):
+    """Per task and metric: mean and sample std over the trials where it is defined (not None)."""
+    mean, std = {}, {}
+    for task in trial_results[0]:
+        mean[task], std[task] = {}, {}
+        for metric in trial_results[0][task]:
+            values = [r[task][metric] for r in trial_results if r[task].get(metric) is not None]
+            if not values:
+                continue
+            mu = sum(values) / len(values)
+            mean[task][metric] = mu
+            std[task][metric] = (math.sqrt(sum((v - mu) ** 2 for v in values) / (len(values) - 1))
+                                 if len(values) > 1 else 0.0)
+    return mean, std
+
+
+def write_json_atomic(path, data):
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as file:
+        json.dump(data, file, indent=2)
+        file.write("\n")
+    os.replace(tmp, path)
