@@ -112,4 +112,10 @@ def image_folder(name, split, root=None, transform=None):
     path = dataset_path(name, root) / split
     if not path.is_dir():
         raise DatasetLayoutError(f"{name}: no '{split}' split in {path.parent} (found: {_listing(path.parent)})")
-    return ImageFolder(str(path), transform=transform, loader=load_rgb)
+    try:
+        # allow_empty: a class folder without images is kept (a test split may lack classes); an empty split
+        # is refused by whoever needs images.
+        return ImageFolder(str(path), transform=transform, loader=load_rgb, allow_empty=True)
+    except FileNotFoundError as error:
+        raise DatasetLayoutError(f"{name}: {path} holds no class folders ({error}); expected "
+                                 f"{split}/<class>/*.jpg") from None

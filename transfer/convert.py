@@ -16,8 +16,9 @@ import torch
 import torchvision
 
 RESNET50_BLOCKS = (3, 4, 6, 3)
-_BASIC_DEPTHS = {(2, 2, 2, 2): "ResNet-18", (3, 4, 6, 3): "ResNet-34"}
-_BOTTLENECK_DEPTHS = {(3, 4, 23, 3): "ResNet-101", (3, 8, 36, 3): "ResNet-152"}
+# (bottleneck blocks?, blocks per stage) -> torchvision constructor
+RESNETS = {(False, (2, 2, 2, 2)): "resnet18", (False, (3, 4, 6, 3)): "resnet34", (True, (3, 4, 6, 3)): "resnet50",
+           (True, (3, 4, 23, 3)): "resnet101", (True, (3, 8, 36, 3)): "resnet152"}
 
 
 class ArchitectureError(ValueError):
@@ -33,9 +34,11 @@ def resnet50_shapes():
             if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
 
 
-def _blocks_per_stage(state_dict):
-    return tuple(len({m.group(1) for k in state_dict if (m := re.match(rf"layer{n}\.(\d+)\.", k))})
-                 for n in range(1, 5))
+def resnet_structure(state_dict):
+    """(bottleneck blocks?, blocks per stage) of a torchvision-named ResNet state dict."""
+    blocks = tuple(len({m.group(1) for k in state_dict if (m := re.match(rf"layer{n}\.(\d+)\.", k))})
+                   for n in range(1, 5))
+    return "layer1.0.conv3.weight" in state_dict, blocks
 
 
 def check_resnet50(state_dict):
@@ -44,13 +47,10 @@ def check_resnet50(state_dict):
     if conv1 is not None and tuple(conv1.shape[2:]) != (7, 7):
         raise ArchitectureError(f"found a CIFAR-style stem (conv1 is {tuple(conv1.shape[2:])}, ImageNet ResNet-50 "
                                 "has 7x7 and a max-pool); only an ImageNet ResNet-50 converts to detectron2's R50")
-    blocks = _blocks_per_stage(state_dict)
-    bottleneck = "layer1.0.conv3.weight" in state_dict
-    if blocks != RESNET50_BLOCKS or not bottleneck:
-        if bottleneck:
-            name = _BOTTLENECK_DEPTHS.get(blocks, "a bottleneck ResNet")
-        else:
-            name = f"{_BASIC_DEPTHS.get(blocks, 'a ResNet')} with basic blocks (no conv3)"
+    bottleneck, blocks = resnet_structure(state_dict)
+    if (bottleneck, blocks) != (True, RESNET50_BLOCKS):
+        name = RESNETS.get((bottleneck, blocks), "a ResNet").replace("resnet", "ResNet-")
+        name += "" if bottleneck else " with basic blocks (no conv3)"
         raise ArchitectureError(f"found {name}, blocks per stage {blocks}; only an ImageNet ResNet-50 "
                                 f"{RESNET50_BLOCKS} converts")
     expected = resnet50_shapes()

@@ -3,7 +3,6 @@
 The one model change is MoCo's: a BN after res5 in the C4 ROI head. Datasets are registered from the roots
 that eval/datasets.py resolves; `demo_*` names are the generated demo data (tools/make_demo_data.py).
 """
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -103,11 +102,3 @@ def summarize_trials(trial_results):
             std[task][metric] = (math.sqrt(sum((v - mu) ** 2 for v in values) / (len(values) - 1))
                                  if len(values) > 1 else 0.0)
     return mean, std
-
-
-def write_json_atomic(path, data):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as file:
-        json.dump(data, file, indent=2)
-        file.write("\n")
-    os.replace(tmp, path)

@@ -20,7 +20,8 @@ from detectron2.utils.logger import setup_logger
 
 from transfer.checkpoints import CheckpointError, load_file
 from transfer.convert import detectron2_name, resnet50_shapes
-from transfer.detection import DetectionTrainer, register_detection_sets, summarize_trials, write_json_atomic
+from eval.atomic import write_json_atomic
+from transfer.detection import DetectionTrainer, register_detection_sets, summarize_trials
 
 logger = logging.getLogger("transfer")
 

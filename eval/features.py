@@ -1,0 +1,166 @@
+"""Frozen-encoder features of an ImageFolder split, cached on disk.
+
+The encoder comes from any checkpoint the converter reads (transfer/checkpoints.py), as a torchvision ResNet
+without `fc`, in eval mode. Images go through the evaluation protocol: resize to crop/0.875, center crop
+(256 -> 224 on ImageNet). Features are cached as .npy next to a manifest (checkpoint hash, dataset, file
+list, transform), so a second evaluation of the same encoder on the same split reuses them.
+"""
+import hashlib
+import json
+import os
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+from torchvision import transforms
+from tqdm import tqdm
+
+from eval.datasets import DatasetError
+from transfer.checkpoints import read_encoder
+from transfer.convert import RESNETS, resnet_structure
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+CROP_RATIO = 0.875  # 224 / 256
+
+
+def resnet_arch(state_dict):
+    """The torchvision constructor name for a torchvision-named ResNet state dict."""
+    structure = resnet_structure(state_dict)
+    if structure not in RESNETS:
+        raise DatasetError(f"unsupported ResNet: blocks per stage {structure[1]}; supported: "
+                           f"{', '.join(RESNETS.values())}")
+    return RESNETS[structure]
+
+
+def build_encoder(weights, arch="resnet50", seed=0):
+    """(encoder, description): a torchvision ResNet with fc = Identity, in eval mode, frozen.
+
+    `weights` is a checkpoint path in any layout the converter reads, or "random" for the random-init baseline.
+    """
+    if weights == "random":
+        torch.manual_seed(seed)
+        model, state_dict, source = getattr(torchvision.models, arch)(), None, f"random init (seed {seed})"
+    else:
+        encoder = read_encoder(weights)
+        state_dict = {k: v for k, v in encoder.state_dict.items() if not k.startswith("fc.")}
+        arch = resnet_arch(state_dict)
+        model, source = getattr(torchvision.models, arch)(), f"{encoder.source} checkpoint {weights}"
+        if tuple(state_dict["conv1.weight"].shape[2:]) == (3, 3):  # CIFAR stem (solo-learn): 3x3 conv, no max-pool
+            model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+            model.maxpool = torch.nn.Identity()
+        missing, unexpected = model.load_state_dict(state_dict, strict=False)
+        missing = [k for k in missing if not k.startswith("fc.") and not k.endswith("num_batches_tracked")]
+        if missing or unexpected:
+            raise DatasetError(f"{weights}: weights do not fit {arch} (missing {missing[:2]}, unexpected "
+                               f"{unexpected[:2]})")
+    model.fc = torch.nn.Identity()
+    model.eval().requires_grad_(False)
+    return model, f"{arch}, {source}"
+
+
+def eval_transform(crop_size):
+    return transforms.Compose([
+        transforms.Resize(round(crop_size / CROP_RATIO)),
+        transforms.CenterCrop(crop_size),
+        transforms.ToTensor(),
+        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+    ])
+
+
+def file_digest(path, chunk=1 << 20):
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def dataset_fingerprint(dataset):
+    """A hash of an ImageFolder's samples: file names, labels and sizes."""
+    digest = hashlib.sha256()
+    for path, label in dataset.samples:
+        digest.update(f"{path}\t{label}\t{os.path.getsize(path)}\n".encode())
+    return digest.hexdigest()
+
+
+@torch.no_grad()
+def extract_features(encoder, dataset, batch_size=256, num_workers=0, device=None, desc="features"):
+    """(features float32 [N, D], labels int64 [N]) of `dataset` through the frozen `encoder`."""
+    if len(dataset) == 0:
+        raise DatasetError(f"{desc}: the split is empty; it needs at least one image")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    encoder = encoder.to(device).eval()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False)
+    features, labels = [], []
+    for images, targets in tqdm(loader, desc=desc, leave=False):
+        with autocast:
+            features.append(encoder(images.to(device, non_blocking=True)).float().cpu())
+        labels.append(targets)
+    return torch.cat(features).numpy(), torch.cat(labels).numpy().astype(np.int64)
+
+
+def cached_features(encoder, description, weights, dataset, split_name, crop_size, cache_dir, **kwargs):
+    """extract_features, reusing cache_dir/<key>.npz when checkpoint, dataset and transform are unchanged."""
+    manifest = {
+        "weights": "random" if weights == "random" else str(Path(weights).resolve()),
+        "weights_sha256": description if weights == "random" else file_digest(weights),
+        "encoder": description,
+        "dataset": str(Path(dataset.root).resolve()),
+        "split": split_name,
+        "samples_sha256": dataset_fingerprint(dataset),
+        "transform": repr(dataset.transform),
+        "crop_size": crop_size,
+    }
+    key = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:20]
+    cache_dir = Path(cache_dir)
+    path = cache_dir / f"{split_name}-{key}.npz"
+    if path.is_file():
+        with np.load(path) as data:
+            return data["features"], data["labels"], True
+    features, labels = extract_features(encoder, dataset, desc=f"features {split_name}", **kwargs)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache_dir / f".{path.stem}.tmp-{os.getpid()}.npz"
+    np.savez(tmp, features=features, labels=labels)
+    os.replace(tmp, path)
+    (cache_dir / f"{path.stem}.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return features, labels, False
+
+
+def aligned_class_lists(train_set, test_set):
+    """Labels of `test_set` re-indexed to `train_set`'s classes (ImageFolder indexes each split on its own).
+
+    A test split may lack classes; a test class that the training split lacks is an error.
+    """
+    unknown = sorted(set(test_set.classes) - set(train_set.classes))
+    if unknown:
+        raise DatasetError(f"mismatched class lists: {test_set.root} has classes {unknown[:5]} that "
+                           f"{train_set.root} lacks; both splits must share one class list")
+    mapping = np.array([train_set.class_to_idx[name] for name in test_set.classes], dtype=np.int64)
+    return mapping
+
+
+def split_features(encoder, description, weights, data_root, crop_size=224, cache_dir=None,
+                   splits=("train", "val"), **kwargs):
+    """{split: (features, labels in the first split's class indices)}, the class names, and for each split
+    whether it came from the cache."""
+    from eval.datasets import image_folder
+
+    datasets = {s: image_folder("imagenet", s, data_root, transform=eval_transform(crop_size)) for s in splits}
+    for split, dataset in datasets.items():
+        if len(dataset) == 0:
+            raise DatasetError(f"the {split} split of {dataset.root} is empty")
+    reference = datasets[splits[0]]
+    out, reused = {}, {}
+    for split, dataset in datasets.items():
+        mapping = aligned_class_lists(reference, dataset)
+        if cache_dir is None:
+            features, labels = extract_features(encoder, dataset, desc=f"features {split}", **kwargs)
+            reused[split] = False
+        else:
+            features, labels, reused[split] = cached_features(encoder, description, weights, dataset, split,
+                                                              crop_size, cache_dir, **kwargs)
+        out[split] = (features, mapping[labels])
+    return out, reference.classes, reused

@@ -1,0 +1,179 @@
+"""The SimSiam paper's two tables from any number of models' results (Chen & He 2021, Tables 4 and 5).
+
+A model's results file (JSON, written by the pipeline; every field but `name` optional):
+
+    {"name": "SimSiam", "method": "simsiam", "batch_size": 256, "negative_pairs": false,
+     "momentum_encoder": false, "epochs": 100,
+     "linear": {"top1": 68.1}, "knn": {"top1": 60.2},
+     "detection": {"voc07": <train_det metrics.json>, "voc0712": ..., "coco_det": ..., "coco_instseg": ...},
+     "failed": {"linear": "reason", ...}}
+
+Several files with the same name and epochs are trials: their mean +- std is shown. The best value per
+column is bold; a missing value shows as a dash, a failed one as "failed".
+"""
+import csv
+import io
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+from eval.datasets import DatasetError
+
+MISSING = "—"
+# transfer column group -> (detection result key, detectron2 task, label)
+TRANSFER = (("voc07", "bbox", "VOC 07 det"), ("voc0712", "bbox", "VOC 07+12 det"), ("coco_det", "bbox", "COCO det"),
+            ("coco_instseg", "segm", "COCO instance seg"))
+TRANSFER_METRICS = ("AP50", "AP", "AP75")
+
+
+class Cell:
+    """A table value: mean and std over trials, or missing, or failed with a reason."""
+
+    def __init__(self, values=(), std=None, failed=None):
+        values = [v for v in values if v is not None]
+        self.failed = failed
+        self.mean = sum(values) / len(values) if values else None
+        if std is None and len(values) > 1:
+            std = math.sqrt(sum((v - self.mean) ** 2 for v in values) / (len(values) - 1))
+        self.std = std if (std and self.mean is not None) else None
+        self.best = False
+
+    def text(self, bold=lambda s: s):
+        if self.failed:
+            return "failed"
+        if self.mean is None:
+            return MISSING
+        text = f"{self.mean:.1f}" + (f" ± {self.std:.1f}" if self.std is not None else "")
+        return bold(text) if self.best else text
+
+    def as_json(self):
+        if self.failed:
+            return {"failed": self.failed}
+        return None if self.mean is None else {"mean": self.mean, "std": self.std}
+
+
+def load_results(paths):
+    results = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise DatasetError(f"results file {path} does not exist; run the evaluation first or drop it")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise DatasetError(f"results file {path} is not valid JSON ({error})") from None
+        if not isinstance(data, dict) or "name" not in data:
+            raise DatasetError(f"results file {path} has no 'name'; see eval/tables.py for the format")
+        results.append(data)
+    if not results:
+        raise DatasetError("no results given; pass one or more results JSON files")
+    return results
+
+
+def _mark_best(rows, columns):
+    for column in columns:
+        cells = [row[column] for row in rows if row[column].mean is not None and not row[column].failed]
+        if cells:
+            best = max(c.mean for c in cells)
+            for cell in cells:
+                cell.best = cell.mean == best
+
+
+def _flag(value):
+    return MISSING if value is None else ("✓" if value else "")
+
+
+def _failed(result, stage):
+    return (result.get("failed") or {}).get(stage)
+
+
+def linear_table(results):
+    """(columns, rows): method, batch size, negative pairs, momentum encoder, then linear and kNN per budget."""
+    budgets = sorted({r.get("epochs") for r in results if r.get("epochs") is not None})
+    groups = defaultdict(list)
+    for result in results:
+        groups[result["name"]].append(result)
+    value_columns = [f"{kind} {e} ep" for e in budgets for kind in ("linear", "kNN")] or ["linear", "kNN"]
+    rows = []
+    for name, runs in groups.items():
+        first = runs[0]
+        row = {"name": name, "method": first.get("method", MISSING), "batch size": first.get("batch_size", MISSING),
+               "negative pairs": _flag(first.get("negative_pairs")),
+               "momentum encoder": _flag(first.get("momentum_encoder"))}
+        for epochs in budgets or [None]:
+            at = [r for r in runs if r.get("epochs") == epochs]
+            suffix = f" {epochs} ep" if epochs is not None else ""
+            for kind, key in (("linear", "linear"), ("kNN", "knn")):
+                failed = next((_failed(r, key) for r in at if _failed(r, key)), None)
+                row[kind + suffix] = Cell([(r.get(key) or {}).get("top1") for r in at], failed=failed)
+        rows.append(row)
+    _mark_best(rows, value_columns)
+    return ["name", "method", "batch size", "negative pairs", "momentum encoder"] + value_columns, rows
+
+
+def transfer_table(results):
+    """(columns, rows): AP50 / AP / AP75 for VOC07, VOC07+12, COCO detection and COCO instance segmentation."""
+    groups = defaultdict(list)
+    for result in results:
+        groups[result["name"]].append(result)
+    value_columns = [f"{label} {metric}" for _, _, label in TRANSFER for metric in TRANSFER_METRICS]
+    rows = []
+    for name, runs in groups.items():
+        best_budget = max((r.get("epochs") or 0 for r in runs))
+        runs = [r for r in runs if (r.get("epochs") or 0) == best_budget]
+        row = {"name": name}
+        for key, task, label in TRANSFER:
+            metrics = [(r.get("detection") or {}).get(key) for r in runs]
+            metrics = [m for m in metrics if m]
+            failed = next((_failed(r, key) for r in runs if _failed(r, key)), None)
+            for metric in TRANSFER_METRICS:
+                if len(metrics) == 1 and "mean" in metrics[0]:  # one run of K trials: its mean and std
+                    row[f"{label} {metric}"] = Cell([metrics[0]["mean"].get(task, {}).get(metric)],
+                                                    std=metrics[0].get("std", {}).get(task, {}).get(metric),
+                                                    failed=failed)
+                else:
+                    row[f"{label} {metric}"] = Cell([m.get("mean", {}).get(task, {}).get(metric) for m in metrics],
+                                                    failed=failed)
+        rows.append(row)
+    _mark_best(rows, value_columns)
+    return ["name"] + value_columns, rows
+
+
+def _cell_text(value, bold=lambda s: s):
+    return value.text(bold) if isinstance(value, Cell) else str(value)
+
+
+def render(columns, rows, fmt):
+    if fmt == "md":
+        lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(_cell_text(row[c], lambda s: f"**{s}**") for c in columns) + " |" for row in rows]
+        return "\n".join(lines) + "\n"
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_cell_text(row[c]).replace(MISSING, "") for c in columns])
+        return buffer.getvalue()
+    if fmt == "latex":
+        def latex(text):
+            return text.replace("±", r"$\pm$").replace("✓", r"\checkmark").replace(MISSING, "--").replace("_", r"\_")
+
+        lines = [r"\begin{tabular}{l" + "c" * (len(columns) - 1) + "}", r"\toprule",
+                 " & ".join(latex(c) for c in columns) + r" \\", r"\midrule"]
+        lines += [" & ".join(latex(_cell_text(row[c], lambda s: rf"\textbf{{{s}}}")) for c in columns) + r" \\"
+                  for row in rows]
+        return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"]) + "\n"
+    if fmt == "json":
+        return json.dumps([{c: row[c].as_json() if isinstance(row[c], Cell) else row[c] for c in columns}
+                           for row in rows], indent=2, ensure_ascii=False) + "\n"
+    raise ValueError(f"unknown format '{fmt}'; choose md, csv, latex or json")
+
+
+def make_tables(results, fmt="md"):
+    """Both tables rendered in `fmt`, the linear-classification table first."""
+    linear, transfer = linear_table(results), transfer_table(results)
+    if fmt == "json":
+        return json.dumps({"linear": json.loads(render(*linear, "json")),
+                           "transfer": json.loads(render(*transfer, "json"))}, indent=2, ensure_ascii=False) + "\n"
+    return render(*linear, fmt) + "\n" + render(*transfer, fmt)
