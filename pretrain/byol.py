@@ -1,0 +1,49 @@
+"""BYOL (Grill et al. 2020): the online network's normalised prediction regresses the target's projection;
+target = EMA of the online network, xi <- tau xi + (1 - tau) theta, tau = 1 - (1 - tau_base)(cos(pi k/K) + 1)/2;
+the loss is symmetrised over the two views."""
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from pretrain.augment import BYOL_1, BYOL_2
+from pretrain.backbone import build_backbone
+from pretrain.heads import ema_update, frozen_copy, mlp
+from pretrain.losses import byol_regression
+from pretrain.method import Method
+
+
+@dataclass
+class BYOLConfig:
+    arch: str = "resnet50"
+    proj_hidden: int = 4096  # 4096-BN-ReLU-256 projector and predictor
+    proj_dim: int = 256
+    tau_base: float = 0.99  # 0.996 for 1000 epochs, 0.99 up to 300
+
+
+def byol_tau(tau_base, step, total_steps):
+    return 1 - (1 - tau_base) * (math.cos(math.pi * step / max(total_steps, 1)) + 1) / 2
+
+
+class BYOL(Method):
+    def __init__(self, cfg: BYOLConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder, dim = build_backbone(cfg.arch)
+        self.projector = mlp([dim, cfg.proj_hidden, cfg.proj_dim])
+        self.predictor = mlp([cfg.proj_dim, cfg.proj_hidden, cfg.proj_dim])
+        self.target = frozen_copy(nn.Sequential(self.encoder, self.projector))
+        self.view_recipes = (BYOL_1, BYOL_2)
+
+    def forward(self, views):
+        z = [self.projector(self.encoder(x)) for x in views]
+        p = [self.predictor(zi) for zi in z]
+        with torch.no_grad():
+            t = [self.target(x) for x in views]
+        loss = byol_regression(p[0], t[1]) + byol_regression(p[1], t[0])
+        return {"loss": loss, "embedding": z[0]}
+
+    def on_step_end(self, step, total_steps):
+        tau = byol_tau(self.cfg.tau_base, step, total_steps)  # k = the step just taken, from 0
+        ema_update(self.target, nn.Sequential(self.encoder, self.projector), tau)

@@ -1,0 +1,97 @@
+"""The five losses, each as its paper writes it, on already computed embeddings.
+
+All take per-rank batches; where a loss couples samples (SimCLR's negatives, SwAV's equipartition) the
+coupling is global across ranks (pretrain/distributed.py), so the loss of a batch split over ranks equals
+the loss of the whole batch on one process.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+
+from pretrain.distributed import all_reduce, gather_with_grad, rank
+
+
+def nt_xent(z1, z2, temperature=0.1):
+    """SimCLR (Chen et al. 2020, eq. 1): 2N views, the positive of view i is its pair, the other 2N-2 are
+    negatives; mean over all 2N anchors. Negatives come from every rank, with gradients."""
+    z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
+    n = z1.shape[0]
+    all_z1, all_z2 = gather_with_grad(z1), gather_with_grad(z2)
+    total = all_z1.shape[0]
+    candidates = torch.cat([all_z1, all_z2])  # [2 * total, d]
+    offset = rank() * n  # this rank's rows in the gathered batch
+    anchors = torch.cat([z1, z2])  # [2n, d]
+    own = torch.cat([torch.arange(n) + offset, torch.arange(n) + total + offset]).to(z1.device)
+    is_self = F.one_hot(own, 2 * total).bool()  # an anchor is not its own negative
+    logits = (anchors @ candidates.T / temperature).masked_fill(is_self, float("-inf"))
+    positives = torch.cat([own[n:], own[:n]])
+    return F.cross_entropy(logits, positives)
+
+
+def info_nce(q, k, queue, temperature=0.2):
+    """MoCo (He et al. 2020, eq. 1): query q against its key k (positive) and the queue (negatives)."""
+    q, k = F.normalize(q, dim=1), F.normalize(k, dim=1)
+    positive = (q * k).sum(1, keepdim=True)
+    negatives = q @ queue.T
+    logits = torch.cat([positive, negatives], dim=1) / temperature
+    return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
+
+
+def byol_regression(p, z):
+    """BYOL (Grill et al. 2020, eq. 2): ||p/||p|| - z/||z|| ||^2 = 2 - 2 cos(p, z), z from the target (no grad)."""
+    return (2 - 2 * F.cosine_similarity(p, z.detach(), dim=1)).mean()
+
+
+def negative_cosine(p, z, stop_gradient=True):
+    """SimSiam (Chen & He 2021, eq. 1): D(p, z) = -cos(p, stopgrad(z))."""
+    return -F.cosine_similarity(p, z.detach() if stop_gradient else z, dim=1).mean()
+
+
+def softmax_cross_entropy(p, z, stop_gradient=True):
+    """SimSiam's cross-entropy variant (sec. 4.4): D(p, z) = -softmax(z) . log softmax(p)."""
+    z = z.detach() if stop_gradient else z
+    return -(F.softmax(z, dim=1) * F.log_softmax(p, dim=1)).sum(1).mean()
+
+
+@torch.no_grad()
+def sinkhorn(scores, epsilon=0.05, iterations=3):
+    """SwAV's Sinkhorn-Knopp (Caron et al. 2020, sec. 3.1 and A.1): soft codes [B, K] whose rows (samples) sum
+    to 1 and whose columns (prototypes) sum to about B/K, the batch B counted over every rank.
+
+    Runs in fp32 on the scores of l2-normalised features and prototypes (|s| <= 1), minus their global max
+    before exp: exp(s / epsilon) cannot overflow.
+    """
+    scores = scores.float()
+    top = all_reduce(scores.max().clone(), op="max")
+    q = torch.exp((scores - top) / epsilon).T  # [K, B_local]
+    k = q.shape[0]
+    b = torch.tensor(float(q.shape[1]), device=q.device)
+    all_reduce(b)
+    q /= all_reduce(q.sum())
+    for _ in range(iterations):
+        q /= all_reduce(q.sum(dim=1, keepdim=True))  # each prototype gets 1/K of the mass
+        q /= k
+        q /= q.sum(dim=0, keepdim=True)  # each sample gets 1/B
+        q /= b
+    return (q * b).T
+
+
+def swapped_prediction(scores_per_view, codes_per_view, temperature=0.1):
+    """SwAV (eq. 2 and 3): predict the code of one view from the scores of every other view; mean over pairs.
+
+    `codes_per_view` holds the codes of the views that get codes (the two large crops); `scores_per_view` the
+    prototype scores of all views."""
+    total, pairs = 0.0, 0
+    for i, codes in enumerate(codes_per_view):
+        for j, scores in enumerate(scores_per_view):
+            if j == i:
+                continue
+            total = total - (codes * F.log_softmax(scores / temperature, dim=1)).sum(1).mean()
+            pairs += 1
+    return total / pairs
+
+
+def collapse_level(num_prototypes):
+    """SwAV's loss when every prediction is uniform: ln K (REFERENCE section 1: stuck there = collapse)."""
+    return math.log(num_prototypes)

@@ -1,0 +1,39 @@
+"""What every method provides to the training loop (pretrain/train.py)."""
+import torch
+from torch import nn
+
+
+class Method(nn.Module):
+    """A self-supervised method: `encoder` is the backbone that gets exported.
+
+    forward(views) -> {"loss": scalar, "embedding": [B, d] output whose collapse is monitored}
+    """
+
+    encoder: nn.Module
+    view_recipes: tuple = ()
+
+    def param_groups(self):
+        """Optimizer parameter groups; a group with fixed_lr=True keeps its initial lr (SimSiam's predictor)."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
+    def set_steps_per_epoch(self, steps):
+        """Called once the data is known, for schedules given in epochs."""
+
+    def before_optimizer_step(self, step):
+        """After backward, before the update (SwAV freezes its prototypes here)."""
+
+    def on_step_end(self, step, total_steps):
+        """After the update (EMA and momentum targets, k-step targets)."""
+
+    def collapse_warning(self, epoch_loss, output_std, dim):
+        """A message when the monitors show collapse, else None."""
+        if output_std < 0.1 / dim ** 0.5:
+            return (f"output std {output_std:.4f} is near 0 (healthy: about 1/sqrt({dim}) = {1 / dim ** 0.5:.4f}): "
+                    "the representation has collapsed")
+        return None
+
+
+def output_std(embedding):
+    """Mean over channels of the per-channel std of the l2-normalised output (SimSiam sec. 4.1, Fig. 2)."""
+    with torch.no_grad():
+        return torch.nn.functional.normalize(embedding.float(), dim=1).std(dim=0).mean().item()

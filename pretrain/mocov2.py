@@ -1,0 +1,69 @@
+"""MoCo v2 (He et al. 2020; Chen et al. 2020b): InfoNCE of a query against its key from a momentum encoder and
+a queue of earlier keys; keys from every rank enter the queue; shuffling BN across ranks for the keys."""
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pretrain.augment import MOCO_V2
+from pretrain.backbone import build_backbone
+from pretrain.distributed import gather_no_grad, rank, world_size
+from pretrain.heads import ema_update, frozen_copy, mlp
+from pretrain.losses import info_nce
+from pretrain.method import Method
+
+
+@dataclass
+class MoCoV2Config:
+    arch: str = "resnet50"
+    proj_hidden: int = 2048  # 2048-ReLU-128, no BN
+    proj_dim: int = 128
+    queue_size: int = 65536
+    momentum: float = 0.999
+    temperature: float = 0.2
+
+
+class MoCoV2(Method):
+    def __init__(self, cfg: MoCoV2Config):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder, dim = build_backbone(cfg.arch)
+        self.projector = mlp([dim, cfg.proj_hidden, cfg.proj_dim], bn_hidden=False)
+        self.key_encoder = frozen_copy(nn.Sequential(self.encoder, self.projector))
+        self.register_buffer("queue", F.normalize(torch.randn(cfg.queue_size, cfg.proj_dim), dim=1))
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+        self.view_recipes = (MOCO_V2, MOCO_V2)
+
+    @torch.no_grad()
+    def _keys(self, x):
+        if world_size() == 1:
+            return self.key_encoder(x)
+        # Shuffling BN (MoCo sec. 3.3): keys are computed on a batch shuffled across ranks.
+        everything = gather_no_grad(x)
+        order = torch.randperm(len(everything), device=x.device)
+        torch.distributed.broadcast(order, src=0)
+        mine = order.view(world_size(), -1)[rank()]
+        keys = gather_no_grad(self.key_encoder(everything[mine]))
+        return keys[torch.argsort(order)].view(world_size(), -1, keys.shape[1])[rank()]
+
+    def forward(self, views):
+        q = self.projector(self.encoder(views[0]))
+        k = self._keys(views[1])
+        loss = info_nce(q, k, self.queue.clone().detach(), self.cfg.temperature)
+        self._enqueue(F.normalize(k, dim=1))
+        return {"loss": loss, "embedding": q}
+
+    @torch.no_grad()
+    def _enqueue(self, keys):
+        keys = gather_no_grad(keys)  # every rank's keys, so the queue does not depend on the number of GPUs
+        if self.cfg.queue_size % len(keys):
+            raise ValueError(f"mocov2: queue_size {self.cfg.queue_size} must be a multiple of the global batch "
+                             f"{len(keys)}")
+        ptr = int(self.queue_ptr)
+        self.queue[ptr:ptr + len(keys)] = keys
+        self.queue_ptr.fill_((ptr + len(keys)) % self.cfg.queue_size)
+
+    def on_step_end(self, step, total_steps):
+        # Equals MoCo's update at the start of the next forward: xi <- m xi + (1 - m) theta.
+        ema_update(self.key_encoder, nn.Sequential(self.encoder, self.projector), self.cfg.momentum)

@@ -1,0 +1,29 @@
+"""SimCLR (Chen et al. 2020): NT-Xent over the 2N views of a batch, negatives from every rank."""
+from dataclasses import dataclass
+
+from pretrain.augment import SIMCLR
+from pretrain.backbone import build_backbone
+from pretrain.heads import mlp
+from pretrain.losses import nt_xent
+from pretrain.method import Method
+
+
+@dataclass
+class SimCLRConfig:
+    arch: str = "resnet50"
+    proj_hidden: int = 2048  # 2048-BN-ReLU-128 (REFERENCE section 1)
+    proj_dim: int = 128
+    temperature: float = 0.1  # 0.5 for small data (SimCLR B.9)
+
+
+class SimCLR(Method):
+    def __init__(self, cfg: SimCLRConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder, dim = build_backbone(cfg.arch)
+        self.projector = mlp([dim, cfg.proj_hidden, cfg.proj_dim])
+        self.view_recipes = (SIMCLR, SIMCLR)
+
+    def forward(self, views):
+        z1, z2 = (self.projector(self.encoder(x)) for x in views)
+        return {"loss": nt_xent(z1, z2, self.cfg.temperature), "embedding": z1}

@@ -1,0 +1,287 @@
+"""The one pretraining loop, for every method in METHODS; one process or torchrun's many.
+
+    OUTPUT/config.yaml       the resolved config
+    OUTPUT/checkpoint.pth    everything an exact resume needs (written atomically)
+    OUTPUT/encoder.pth       the exported encoder: {"ssl_transfer": metadata, "encoder": torchvision state dict}
+    OUTPUT/metrics.jsonl     one JSON line per logged step and per epoch (loss, output std, kNN accuracy)
+    OUTPUT/tensorboard/      the same scalars for TensorBoard
+"""
+import io
+import json
+import math
+import os
+import random
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from eval.atomic import write_bytes_atomic
+from eval.datasets import dataset_path, image_folder
+from pretrain import distributed
+from pretrain.augment import MultiView, SeededViews
+from pretrain.byol import BYOL, BYOLConfig
+from pretrain.lars import LARS
+from pretrain.method import output_std
+from pretrain.mocov2 import MoCoV2, MoCoV2Config
+from pretrain.simclr import SimCLR, SimCLRConfig
+from pretrain.simsiam import SimSiam, SimSiamConfig
+from pretrain.swav import SwAV, SwAVConfig
+
+METHODS = {
+    "simclr": (SimCLRConfig, SimCLR),
+    "mocov2": (MoCoV2Config, MoCoV2),
+    "byol": (BYOLConfig, BYOL),
+    "swav": (SwAVConfig, SwAV),
+    "simsiam": (SimSiamConfig, SimSiam),
+}
+# What the linear-classification table lists per method (SimSiam Table 4).
+METHOD_TRAITS = {"simclr": (True, False), "mocov2": (True, True), "byol": (False, True), "swav": (False, False),
+                 "simsiam": (False, False)}  # (negative pairs, momentum encoder)
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+def build_method(run):
+    return METHODS[run.method][1](run.model)
+
+
+def learning_rate(train_cfg):
+    rule = {"linear": train_cfg.batch_size / 256, "sqrt": math.sqrt(train_cfg.batch_size), "none": 1.0}
+    if train_cfg.lr_rule not in rule:
+        raise ValueError(f"train.lr_rule must be one of {', '.join(rule)}")
+    return train_cfg.base_lr * rule[train_cfg.lr_rule]
+
+
+def lr_at(train_cfg, peak, step, steps_per_epoch):
+    """Linear warm-up, then cosine decay to final_lr, per step."""
+    warmup = train_cfg.warmup_epochs * steps_per_epoch
+    total = train_cfg.epochs * steps_per_epoch
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(total - warmup, 1)
+    return train_cfg.final_lr + (peak - train_cfg.final_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def build_optimizer(method, train_cfg):
+    groups = method.param_groups()
+    peak = learning_rate(train_cfg)
+    for group in groups:
+        group["lr"] = group["initial_lr"] = peak
+    if train_cfg.optimizer == "lars":
+        return LARS(groups, lr=peak, weight_decay=train_cfg.weight_decay, momentum=train_cfg.momentum)
+    if train_cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=peak, weight_decay=train_cfg.weight_decay, momentum=train_cfg.momentum)
+    raise ValueError(f"train.optimizer must be sgd or lars, got {train_cfg.optimizer!r}")
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """This rank's share of a seeded shuffle of epoch `epoch`, from batch `skip_batches` on (exact resume)."""
+
+    def __init__(self, size, batch_per_rank, seed):
+        self.size, self.batch, self.seed, self.epoch, self.skip_batches = size, batch_per_rank, seed, 0, 0
+        self.world, self.rank = distributed.world_size(), distributed.rank()
+
+    def batches_per_epoch(self):
+        return self.size // (self.batch * self.world)
+
+    def __iter__(self):
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 10007 + self.epoch))
+        used = order[: self.batches_per_epoch() * self.batch * self.world].view(-1, self.world, self.batch)
+        return iter(used[self.skip_batches:, self.rank].reshape(-1).tolist())
+
+    def __len__(self):
+        return (self.batches_per_epoch() - self.skip_batches) * self.batch
+
+
+def _rng_state():
+    return {"torch": torch.random.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_rng_state(state):
+    torch.random.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _save(path, obj):
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def _metadata(run, step, epoch):
+    return {"method": run.method, "arch": run.model.arch, "epochs": run.train.epochs, "epochs_done": epoch,
+            "steps": step, "config": run.to_dict()}
+
+
+@torch.no_grad()
+def knn_monitor(encoder, data, image_size, k, temperature, device):
+    """kNN top-1 of the backbone's features, train split as bank and val split as queries (None without val)."""
+    from eval.features import eval_transform, extract_features
+    from eval.knn import accuracy, knn_classify
+
+    root = dataset_path("imagenet", data)
+    if not (root / "val").is_dir():
+        return None
+    was_training = encoder.training
+    bank = image_folder("imagenet", "train", data, transform=eval_transform(image_size))
+    queries = image_folder("imagenet", "val", data, transform=eval_transform(image_size))
+    bank_x, bank_y = extract_features(encoder, bank, batch_size=256, device=device, desc="kNN bank")
+    query_x, query_y = extract_features(encoder, queries, batch_size=256, device=device, desc="kNN queries")
+    encoder.train(was_training)
+    rankings = knn_classify(bank_x, bank_y, query_x, (k,), temperature, len(bank.classes), backend="torch")
+    return accuracy(rankings[k], query_y)["top1"]
+
+
+def setup_distributed():
+    """(device, local rank): torchrun's environment if present, else one process."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank), local_rank
+    return torch.device("cpu"), local_rank
+
+
+def train(run, output_dir, resume=False, progress=True):
+    """Pretrain `run` (a RunConfig) into `output_dir`; return the last epoch's metrics."""
+    cfg = run.train
+    device, local_rank = setup_distributed()
+    world, is_main = distributed.world_size(), distributed.rank() == 0
+    output_dir = Path(output_dir)
+    checkpoint_path = output_dir / "checkpoint.pth"
+    if cfg.batch_size % world:
+        raise ValueError(f"train.batch_size {cfg.batch_size} must divide among {world} processes")
+    if is_main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        if checkpoint_path.exists() and not resume:
+            raise FileExistsError(f"{checkpoint_path} exists: pass --resume to continue it, or choose another "
+                                  "--output-dir")
+        (output_dir / "config.yaml").write_text(yaml.safe_dump(run.to_dict(), sort_keys=False))
+
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    method = build_method(run)
+    images = image_folder("imagenet", "train", cfg.data)
+    dataset = SeededViews(images, MultiView(method.view_recipes, cfg.image_size), seed=cfg.seed)
+    sampler = EpochSampler(len(dataset), cfg.batch_size // world, cfg.seed)
+    steps_per_epoch = sampler.batches_per_epoch()
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(dataset)} training images make no full batch of {cfg.batch_size}; lower "
+                         "train.batch_size")
+    method.set_steps_per_epoch(steps_per_epoch)
+    total_steps = cfg.epochs * steps_per_epoch
+    gpu = device.type == "cuda" and cfg.precision == "auto"
+    method = method.to(device, memory_format=torch.channels_last if gpu else torch.preserve_format)
+    if cfg.sync_bn and world > 1:
+        method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
+    optimizer = build_optimizer(method, cfg)
+    step = 0
+    if resume and checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        method.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step = state["step"]
+        _set_rng_state(state["rng"])
+    model = method
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            method, device_ids=[local_rank] if device.type == "cuda" else None)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if gpu else nullcontext()
+    writer = None
+    if is_main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(output_dir / "tensorboard"), purge_step=step)
+    metrics_file = open(output_dir / "metrics.jsonl", "a") if is_main else None
+
+    def log(record):
+        if is_main:
+            metrics_file.write(json.dumps(record) + "\n")
+            metrics_file.flush()
+            for key, value in record.items():
+                if key not in ("step", "epoch") and value is not None:
+                    writer.add_scalar(key, value, record.get("step", step))
+
+    def save_checkpoint(epoch_done):
+        if is_main:
+            _save(checkpoint_path, {"ssl_transfer": _metadata(run, step, epoch_done), "model": method.state_dict(),
+                                    "optimizer": optimizer.state_dict(), "step": step, "rng": _rng_state()})
+
+    try:
+        last = {}
+        peak = learning_rate(cfg)
+        for epoch in range(step // steps_per_epoch, cfg.epochs):
+            sampler.epoch = dataset.epoch = epoch
+            sampler.skip_batches = step - epoch * steps_per_epoch
+            loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size // world, sampler=sampler,
+                                                 num_workers=cfg.workers, drop_last=True, pin_memory=gpu,
+                                                 generator=torch.Generator().manual_seed(cfg.seed + epoch))
+            model.train()
+            losses, stds = [], []
+            bar = tqdm(loader, desc=f"{run.method} epoch {epoch + 1}/{cfg.epochs}", disable=not (is_main and progress),
+                       leave=False)
+            for views, _ in bar:
+                views = [v.to(device, non_blocking=True) for v in views]
+                if gpu:
+                    views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+                lr = lr_at(cfg, peak, step, steps_per_epoch)
+                for group in optimizer.param_groups:
+                    group["lr"] = group["initial_lr"] if group.get("fixed_lr") else lr
+                with autocast:
+                    out = model(views)
+                loss = out["loss"]
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(f"{run.method}: loss is {loss.item()} at step {step} (epoch {epoch + 1}); "
+                                           f"the last good checkpoint is {checkpoint_path}; lower train.base_lr")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                method.before_optimizer_step(step)
+                optimizer.step()
+                method.on_step_end(step, total_steps)
+                step += 1
+                losses.append(distributed.mean_over_ranks(loss.item()))
+                stds.append(output_std(out["embedding"]))
+                bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr:.3g}")
+                if step % cfg.log_every == 0:
+                    log({"step": step, "epoch": epoch + 1, "loss": losses[-1], "lr": lr, "output_std": stds[-1]})
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                    save_checkpoint(epoch)
+                if cfg.max_steps and step >= cfg.max_steps:
+                    break
+            dim = out["embedding"].shape[1]
+            epoch_done = step % steps_per_epoch == 0
+            if not epoch_done:  # stopped by max_steps inside the epoch
+                save_checkpoint(epoch)
+                return last
+            last = {"epoch": epoch + 1, "step": step, "loss": sum(losses) / len(losses),
+                    "output_std": sum(stds) / len(stds), "output_std_reference": 1 / math.sqrt(dim), "knn_top1": None}
+            if cfg.knn_every and (epoch + 1) % cfg.knn_every == 0 and is_main:
+                last["knn_top1"] = knn_monitor(method.encoder, cfg.data, cfg.image_size, cfg.knn_k, cfg.knn_temperature,
+                                               device)
+            warning = method.collapse_warning(last["loss"], last["output_std"], dim)
+            last["collapse_warning"] = warning
+            if warning and is_main:
+                tqdm.write(f"warning: epoch {epoch + 1}: {warning}")
+            log({k: v for k, v in last.items() if k != "collapse_warning"})
+            save_checkpoint(epoch + 1)
+            if cfg.max_steps and step >= cfg.max_steps:
+                return last
+        if is_main:
+            _save(output_dir / "encoder.pth", {"ssl_transfer": _metadata(run, step, cfg.epochs),
+                                               "encoder": method.encoder.state_dict()})
+        return last
+    finally:
+        if is_main:
+            writer.close()
+            metrics_file.close()
