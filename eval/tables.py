@@ -88,24 +88,29 @@ def _failed(result, stage):
 
 
 def linear_table(results):
-    """(columns, rows): method, batch size, negative pairs, momentum encoder, then linear and kNN per budget."""
-    budgets = sorted({r.get("epochs") for r in results if r.get("epochs") is not None})
+    """(columns, rows): method, batch size, negative pairs, momentum encoder, then linear and kNN per budget
+    (rows that do not say their pretraining epochs, e.g. an external checkpoint, go under plain linear / kNN)."""
+    epochs = {r.get("epochs") for r in results}
+    budgets = sorted(e for e in epochs if e is not None) + ([None] if None in epochs else [])
     groups = defaultdict(list)
     for result in results:
         groups[result["name"]].append(result)
-    value_columns = [f"{kind} {e} ep" for e in budgets for kind in ("linear", "kNN")] or ["linear", "kNN"]
+
+    def column(kind, budget):
+        return kind if budget is None else f"{kind} {budget} ep"
+
+    value_columns = [column(kind, b) for b in budgets for kind in ("linear", "kNN")]
     rows = []
     for name, runs in groups.items():
         first = runs[0]
         row = {"name": name, "method": first.get("method", MISSING), "batch size": first.get("batch_size", MISSING),
                "negative pairs": _flag(first.get("negative_pairs")),
                "momentum encoder": _flag(first.get("momentum_encoder"))}
-        for epochs in budgets or [None]:
-            at = [r for r in runs if r.get("epochs") == epochs]
-            suffix = f" {epochs} ep" if epochs is not None else ""
+        for budget in budgets:
+            at = [r for r in runs if r.get("epochs") == budget]
             for kind, key in (("linear", "linear"), ("kNN", "knn")):
                 failed = next((_failed(r, key) for r in at if _failed(r, key)), None)
-                row[kind + suffix] = Cell([(r.get(key) or {}).get("top1") for r in at], failed=failed)
+                row[column(kind, budget)] = Cell([(r.get(key) or {}).get("top1") for r in at], failed=failed)
         rows.append(row)
     _mark_best(rows, value_columns)
     return ["name", "method", "batch size", "negative pairs", "momentum encoder"] + value_columns, rows

@@ -69,7 +69,7 @@ def _coerce(cls, key, value, where):
     try:
         return kind(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{where}.{key} must be a {kind.__name__}, got {value!r}") from None
+        raise ConfigError(f"{where}.{key} must be of type {kind.__name__}, got {value!r}") from None
 
 
 def _apply(instance, values, where):

@@ -59,22 +59,20 @@ def sinkhorn(scores, epsilon=0.05, iterations=3):
     """SwAV's Sinkhorn-Knopp (Caron et al. 2020, sec. 3.1 and A.1): soft codes [B, K] whose rows (samples) sum
     to 1 and whose columns (prototypes) sum to about B/K, the batch B counted over every rank.
 
-    Runs in fp32 on the scores of l2-normalised features and prototypes (|s| <= 1), minus their global max
-    before exp: exp(s / epsilon) cannot overflow.
+    The same iterations as SwAV's code, run in fp32 and in the log domain: exp(s / epsilon) can neither
+    overflow nor underflow to an all-zero prototype row, whatever epsilon and the precision of `scores`.
     """
-    scores = scores.float()
-    top = all_reduce(scores.max().clone(), op="max")
-    q = torch.exp((scores - top) / epsilon).T  # [K, B_local]
-    k = q.shape[0]
-    b = torch.tensor(float(q.shape[1]), device=q.device)
-    all_reduce(b)
-    q /= all_reduce(q.sum())
+    log_q = scores.float().T / epsilon  # [K, B_local]
+    k = log_q.shape[0]
+    b = all_reduce(torch.tensor(float(log_q.shape[1]), device=log_q.device))
     for _ in range(iterations):
-        q /= all_reduce(q.sum(dim=1, keepdim=True))  # each prototype gets 1/K of the mass
-        q /= k
-        q /= q.sum(dim=0, keepdim=True)  # each sample gets 1/B
-        q /= b
-    return (q * b).T
+        # each prototype gets 1/K of the mass: a sum over the samples of every rank
+        top = all_reduce(log_q.max(dim=1, keepdim=True).values.clone(), op="max")
+        rows = all_reduce(torch.exp(log_q - top).sum(dim=1, keepdim=True)).log() + top
+        log_q = log_q - rows - math.log(k)
+        # each sample gets 1/B
+        log_q = log_q - torch.logsumexp(log_q, dim=0, keepdim=True) - torch.log(b)
+    return torch.exp(log_q + torch.log(b)).T
 
 
 def swapped_prediction(scores_per_view, codes_per_view, temperature=0.1):

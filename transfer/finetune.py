@@ -133,15 +133,21 @@ def run_trial(cfg, data_root):
     return results
 
 
-def run_trials(config_file, weights, output_dir, trials=1, seed=0, opts=(), data_root=None, resume=False):
-    """Run `trials` fine-tunings with seeds seed..seed+trials-1; write OUTPUT/metrics.json; return its content."""
+def run_trials(config_file, weights, output_dir, trials=1, seed=0, opts=(), data_root=None, resume=False,
+               quiet=False):
+    """Run `trials` fine-tunings with seeds seed..seed+trials-1; write OUTPUT/metrics.json; return its content.
+    `quiet`: detectron2's log goes to OUTPUT/log.txt only, not to the console."""
     output_dir = Path(output_dir)
     if output_dir.is_dir() and any(output_dir.iterdir()) and not resume:
         raise FinetuneError(f"{output_dir} is not empty; pass --resume to continue that run, or choose "
                             "another --output-dir")
     weights_path = check_weights(weights)
-    setup_logger(str(output_dir), distributed_rank=comm.get_rank(), name="detectron2")
-    setup_logger(str(output_dir), distributed_rank=comm.get_rank(), name="transfer")
+    setup_logger.cache_clear()  # a second run in this process logs to its own folder only
+    for name in ("detectron2", "transfer"):
+        for handler in list(logging.getLogger(name).handlers):
+            logging.getLogger(name).removeHandler(handler)
+            handler.close()
+        setup_logger(str(output_dir), distributed_rank=comm.get_rank(), name=name, configure_stdout=not quiet)
     per_trial = []
     for trial in range(trials):
         cfg, notes = build_config(config_file, opts, weights_path, output_dir / f"trial_{trial}", seed + trial,

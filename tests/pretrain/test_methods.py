@@ -1,0 +1,99 @@
+"""Every registered method trains on generated data and exports an encoder that torchvision and the converter read."""
+import json
+import math
+
+import pytest
+import torch
+import torchvision
+
+from pretrain.config import ConfigError, load_config
+from pretrain.train import METHODS, TrainingDiverged, train
+from tests.conftest import run_tool
+
+TINY_HEADS = {"simclr": ["model.proj_hidden=64", "model.proj_dim=32"],
+              "mocov2": ["model.proj_hidden=64", "model.proj_dim=32", "model.queue_size=64"],
+              "byol": ["model.proj_hidden=64", "model.proj_dim=32"],
+              "swav": ["model.proj_hidden=64", "model.proj_dim=32", "model.prototypes=20", "model.small_crops=2",
+                       "model.queue_length=16", "model.queue_start_epoch=1", "model.freeze_prototypes_epochs=0.5"],
+              "simsiam": ["model.proj_dim=64", "model.pred_hidden=16"]}
+
+
+def tiny_run(method, data, arch="resnet18", extra=()):
+    return load_config(None, [f"method={method}", f"train.data={data}", f"model.arch={arch}", "train.image_size=32",
+                              "train.batch_size=8", "train.epochs=2", "train.workers=0", "train.knn_every=0",
+                              "train.log_every=1", *TINY_HEADS[method], *extra])
+
+
+def step_losses(output_dir):
+    lines = [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(line["step"], line["loss"]) for line in lines if "lr" in line]
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_method_trains_and_exports_a_torchvision_resnet50(method, demo_root, tmp_path):
+    run = tiny_run(method, demo_root, arch="resnet50", extra=["train.epochs=1"])
+    summary = train(run, tmp_path, progress=False)
+    assert math.isfinite(summary["loss"]) and summary["step"] == 10  # 80 images, batch 8
+    exported = torch.load(tmp_path / "encoder.pth", map_location="cpu", weights_only=True)
+    assert exported["ssl_transfer"]["method"] == method and exported["ssl_transfer"]["arch"] == "resnet50"
+    model = torchvision.models.resnet50()
+    missing, unexpected = model.load_state_dict(exported["encoder"], strict=False)
+    assert sorted(missing) == ["fc.bias", "fc.weight"] and unexpected == []
+    converted = run_tool("tools/convert_to_d2.py", tmp_path / "encoder.pth")
+    assert converted.returncode == 0 and "detected: ours" in converted.stdout, converted.stderr
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_resuming_after_an_interruption_reproduces_the_losses_exactly(method, demo_root, tmp_path):
+    run = tiny_run(method, demo_root)
+    train(run, tmp_path / "straight", progress=False)
+    interrupted = tiny_run(method, demo_root, extra=["train.max_steps=13"])  # inside the second epoch
+    train(interrupted, tmp_path / "resumed", progress=False)
+    assert [s for s, _ in step_losses(tmp_path / "resumed")] == list(range(1, 14))
+    train(run, tmp_path / "resumed", resume=True, progress=False)
+    assert step_losses(tmp_path / "resumed") == step_losses(tmp_path / "straight")
+    assert len(step_losses(tmp_path / "straight")) == 20
+
+
+def test_a_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(demo_root, tmp_path, monkeypatch):
+    from pretrain.simsiam import SimSiam
+
+    forward = SimSiam.forward
+    calls = {"n": 0}
+
+    def poisoned(self, views):
+        calls["n"] += 1
+        out = forward(self, views)
+        return {**out, "loss": out["loss"] * float("nan")} if calls["n"] == 14 else out
+
+    monkeypatch.setattr(SimSiam, "forward", poisoned)
+    with pytest.raises(TrainingDiverged, match="loss is nan at step 13 .*last good checkpoint"):
+        train(tiny_run("simsiam", demo_root), tmp_path, progress=False)
+    state = torch.load(tmp_path / "checkpoint.pth", map_location="cpu", weights_only=False)
+    assert state["step"] == 10 and not (tmp_path / "encoder.pth").exists()
+
+
+def test_config_typos_and_bad_values_fail_with_the_valid_choices(tmp_path):
+    with pytest.raises(ConfigError, match="unknown config key model.stop_gradiant; did you mean model.stop_gradient"):
+        load_config(None, ["method=simsiam", "model.stop_gradiant=false"])
+    with pytest.raises(ConfigError, match="train.epochs must be of type int"):
+        load_config(None, ["method=simsiam", "train.epochs=many"])
+    with pytest.raises(ConfigError, match="unknown method 'dino'"):
+        load_config(None, ["method=dino"])
+    with pytest.raises(ValueError, match="predictor='linear' is not one of"):
+        METHODS["simsiam"][1](load_config(None, ["method=simsiam", "model.predictor=linear"]).model)
+    result = run_tool("tools/pretrain.py", "--config", "configs/pretrain/simsiam_demo.yaml", "train.epoch=3")
+    assert result.returncode != 0 and "did you mean train.epochs" in result.stderr
+
+
+def test_presets_follow_the_official_recipes():
+    simsiam = load_config("configs/pretrain/simsiam_r50.yaml")
+    assert (simsiam.train.base_lr, simsiam.train.weight_decay, simsiam.model.predictor) == (0.05, 1e-4, "mlp_fixed_lr")
+    moco = load_config("configs/pretrain/mocov2_r50.yaml")
+    assert (moco.model.queue_size, moco.model.momentum, moco.model.temperature) == (65536, 0.999, 0.2)
+    swav = load_config("configs/pretrain/swav_r50.yaml")
+    assert (swav.model.prototypes, swav.model.epsilon, swav.model.sinkhorn_iterations) == (3000, 0.05, 3)
+    byol = load_config("configs/pretrain/byol_r50.yaml")
+    assert (byol.train.optimizer, byol.model.proj_hidden, byol.model.tau_base) == ("lars", 4096, 0.99)
+    simclr = load_config("configs/pretrain/simclr_r50.yaml")
+    assert (simclr.train.optimizer, simclr.train.warmup_epochs, simclr.model.temperature) == ("lars", 10, 0.1)
