@@ -1,10 +1,9 @@
-# Two commands (README): `make demo` runs the main job on generated demo data, `make test` runs the tests.
+# Two commands (README): `make demo` runs the whole pipeline on generated demo data, `make test` runs the tests.
 # Each sets up its own isolated environment in .venv first; a second run reuses it.
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
-DEMO_DATA ?= data/demo
-DEMO_SIZE ?= default
+DEMO_OUTPUT ?= output/demo
 PY := $(VENV)/bin/python
 
 .PHONY: venv test test-all demo clean
@@ -25,8 +24,7 @@ test-all: venv
 	$(PY) -m pytest -q
 
 demo: venv
-	$(PY) tools/make_demo_data.py --out $(DEMO_DATA) --size $(DEMO_SIZE)
-	$(PY) tools/check_datasets.py --data-root $(DEMO_DATA) --verify-images
+	$(PY) tools/run_pipeline.py --config configs/pipeline/demo.yaml --output-dir $(DEMO_OUTPUT)
 
 clean:
-	rm -rf $(VENV) $(DEMO_DATA)
+	rm -rf $(VENV) data/demo $(DEMO_OUTPUT)

@@ -186,13 +186,14 @@ def train(run, output_dir, resume=False, progress=True):
     if cfg.sync_bn and world > 1:
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
     optimizer = build_optimizer(method, cfg)
-    step = 0
+    step, partial_epoch = 0, ([], [])
     if resume and checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
         method.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
         _set_rng_state(state["rng"])
+        partial_epoch = state.get("partial_epoch", partial_epoch)
     model = method
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
@@ -203,7 +204,11 @@ def train(run, output_dir, resume=False, progress=True):
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(output_dir / "tensorboard"), purge_step=step)
-    metrics_file = open(output_dir / "metrics.jsonl", "a") if is_main else None
+    metrics_path = output_dir / "metrics.jsonl"
+    if is_main and metrics_path.exists():  # lines logged after the checkpoint will be logged again
+        kept = [line for line in metrics_path.read_text().splitlines() if json.loads(line)["step"] <= step]
+        metrics_path.write_text("".join(line + "\n" for line in kept))
+    metrics_file = open(metrics_path, "a") if is_main else None
 
     def log(record):
         if is_main:
@@ -213,10 +218,13 @@ def train(run, output_dir, resume=False, progress=True):
                 if key not in ("step", "epoch") and value is not None:
                     writer.add_scalar(key, value, record.get("step", step))
 
+    losses, stds = [], []
+
     def save_checkpoint(epoch_done):
         if is_main:
             _save(checkpoint_path, {"ssl_transfer": _metadata(run, step, epoch_done), "model": method.state_dict(),
-                                    "optimizer": optimizer.state_dict(), "step": step, "rng": _rng_state()})
+                                    "optimizer": optimizer.state_dict(), "step": step, "rng": _rng_state(),
+                                    "partial_epoch": (losses, stds) if step % steps_per_epoch else ([], [])})
 
     try:
         last = {}
@@ -228,7 +236,8 @@ def train(run, output_dir, resume=False, progress=True):
                                                  num_workers=cfg.workers, drop_last=True, pin_memory=gpu,
                                                  generator=torch.Generator().manual_seed(cfg.seed + epoch))
             model.train()
-            losses, stds = [], []
+            losses, stds = partial_epoch  # the monitors of an epoch interrupted part way
+            partial_epoch = ([], [])
             bar = tqdm(loader, desc=f"{run.method} epoch {epoch + 1}/{cfg.epochs}", disable=not (is_main and progress),
                        leave=False)
             for views, _ in bar:

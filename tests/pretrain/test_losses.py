@@ -136,3 +136,21 @@ def test_byol_tau_rises_from_tau_base_to_one_along_a_cosine():
     assert byol_tau(0.99, 0, 100) == pytest.approx(0.99)
     assert byol_tau(0.99, 50, 100) == pytest.approx(1 - 0.01 * 0.5)
     assert byol_tau(0.99, 100, 100) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("method, overrides, target", [
+    ("byol", ["model.proj_hidden=32", "model.proj_dim=16"], "target"),
+    ("mocov2", ["model.proj_hidden=32", "model.proj_dim=16", "model.queue_size=32"], "key_encoder"),
+    ("simsiam", ["model.proj_dim=32", "model.pred_hidden=8", "model.target=k_steps", "model.target_k=10"], "target"),
+    ("simsiam", ["model.proj_dim=32", "model.pred_hidden=8", "model.target=moving_average"], "target"),
+])
+def test_momentum_ema_and_k_step_targets_receive_no_gradient(method, overrides, target):
+    from pretrain.config import load_config
+    from pretrain.train import build_method
+
+    model = build_method(load_config(None, [f"method={method}", "model.arch=resnet18", *overrides]))
+    views = [torch.randn(4, 3, 32, 32) for _ in model.view_recipes]
+    model(views)["loss"].backward()
+    target_params = list(getattr(model, target).parameters())
+    assert target_params and all(p.grad is None and not p.requires_grad for p in target_params)
+    assert model.encoder.conv1.weight.grad is not None  # the online encoder does learn
