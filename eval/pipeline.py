@@ -30,6 +30,9 @@ def load_pipeline_config(path):
     if unknown:
         raise DatasetError(f"unknown pipeline config keys {sorted(unknown)} in {path}; valid: "
                            f"{', '.join(sorted(PIPELINE_KEYS))}")
+    if "data_root" not in config:
+        raise DatasetError(f"{path}: no data_root; set it to the datasets root (e.g. data/demo)")
+    config.setdefault("image_size", 224)
     config.setdefault("methods", {})
     config.setdefault("external", {})
     config.setdefault("detection", {})
@@ -37,6 +40,10 @@ def load_pipeline_config(path):
     config.setdefault("linear", {"protocol": "moco", "cached": True})
     config.setdefault("random_baseline", True)
     config.setdefault("eval_workers", 0)
+    for name, spec in list(config["methods"].items()) + list(config["detection"].items()):
+        if not Path(spec.get("config", "")).is_file():
+            raise DatasetError(f"{path}: '{name}' has no config file {spec.get('config')!r}; give the path of a YAML "
+                               "under configs/")
     return config
 
 

@@ -17,6 +17,7 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 
 from eval.datasets import DatasetError  # noqa: E402
 from eval.pipeline import run_pipeline  # noqa: E402
+from pretrain.config import ConfigError  # noqa: E402
 
 
 def main():
@@ -26,7 +27,7 @@ def main():
     args = parser.parse_args()
     try:
         status = run_pipeline(args.config, args.output_dir)
-    except DatasetError as error:
+    except (DatasetError, ConfigError) as error:
         sys.exit(f"error: {error}")
     print(f"report: {args.output_dir}/report.md")
     sys.exit(status)
