@@ -12,6 +12,8 @@ import argparse
 import sys
 from dataclasses import asdict
 
+import _no_shadow  # noqa: F401  (before any import of the pretrain package)
+
 from eval.atomic import write_json_atomic
 from eval.datasets import DatasetError, image_folder
 from eval.features import build_encoder, split_features

@@ -9,12 +9,8 @@ read it), checkpoints, metrics.jsonl and TensorBoard scalars. --resume continues
 """
 import argparse
 import sys
-from pathlib import Path
 
-# This file is tools/pretrain.py; Python puts tools/ first on the path, where `import pretrain` would find this
-# script instead of the package.
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
+import _no_shadow  # noqa: F401  (before any import of the pretrain package)
 from eval.datasets import DatasetError  # noqa: E402
 from pretrain.config import ConfigError, load_config  # noqa: E402
 from pretrain.train import TrainingDiverged, train  # noqa: E402

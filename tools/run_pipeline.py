@@ -10,11 +10,8 @@ is 1 when anything failed.
 """
 import argparse
 import sys
-from pathlib import Path
 
-# tools/pretrain.py would shadow the pretrain package that the pipeline imports (Python puts tools/ first).
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
+import _no_shadow  # noqa: F401  (before any import of the pretrain package)
 from eval.datasets import DatasetError  # noqa: E402
 from eval.pipeline import run_pipeline  # noqa: E402
 from pretrain.config import ConfigError  # noqa: E402
