@@ -24,7 +24,7 @@ from tqdm import tqdm
 from eval.datasets import DatasetError
 from eval.demo_shapes import CLASSES, classification_image, render, sample_layout
 
-GENERATOR_VERSION = 1  # bump when the drawing changes, so that old demo sets are regenerated
+GENERATOR_VERSION = 2  # bump when the drawing or the sizes change, so that old demo sets are regenerated
 JPEG_QUALITY = 90
 
 
@@ -46,7 +46,7 @@ SIZES = {
     # seconds: for tests
     "small": DemoSize(32, 8, 4, (96, 72), 16, 8, 8, 12, 6, 4),
     # sized for the demo pipeline: a 2-core machine pretrains and transfers on it in minutes
-    "default": DemoSize(64, 160, 40, (192, 144), 400, 200, 200, 400, 100, 5),
+    "default": DemoSize(64, 160, 40, (192, 144), 400, 100, 200, 400, 60, 5),
 }
 
 
@@ -188,12 +188,14 @@ def make_demo_data(out, seed=0, size_name="default", force=False):
     out, size = Path(out), SIZES[size_name]
     manifest_path = out / "MANIFEST.json"
     if out.exists() and not force:
-        if manifest_path.is_file():
-            manifest = json.loads(manifest_path.read_text())
-            if {k: manifest.get(k) for k in _settings(seed, size_name)} == _settings(seed, size_name):
-                return manifest
-        raise DatasetError(f"{out} already exists and is not demo data with seed {seed} and size {size_name}; "
-                           "pass --force to replace it, or choose another --out")
+        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+        if {k: manifest.get(k) for k in _settings(seed, size_name)} == _settings(seed, size_name):
+            return manifest
+        outdated = manifest.get("generator_version", GENERATOR_VERSION) < GENERATOR_VERSION
+        same_set = {k: manifest.get(k) for k in ("seed", "size")} == {"seed": seed, "size": size_name}
+        if not (outdated and same_set):  # the same demo set from an older generator is replaced below
+            raise DatasetError(f"{out} already exists and is not demo data with seed {seed} and size {size_name}; "
+                               "pass --force to replace it, or choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in out.parent.glob(f".{out.name}.partial-*"):  # left by an interrupted run
         shutil.rmtree(stale, ignore_errors=True)

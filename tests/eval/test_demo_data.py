@@ -1,5 +1,6 @@
 """The generated demo data loads with the standard readers and evaluators, and is what it claims to be."""
 import hashlib
+import json
 import xml.etree.ElementTree as ElementTree
 
 import numpy as np
@@ -207,3 +208,11 @@ def test_a_trained_encoder_clearly_beats_a_random_one_on_the_classification_set(
     trained_accuracy = knn_accuracy(model)
     assert random_accuracy < 0.2  # chance is 0.1
     assert trained_accuracy > random_accuracy + 0.1, (random_accuracy, trained_accuracy)
+
+
+def test_a_demo_set_from_an_older_generator_is_replaced(tmp_path):
+    out = tmp_path / "demo"
+    make_demo_data(out, seed=0, size_name="small")
+    manifest = json.loads((out / "MANIFEST.json").read_text())
+    (out / "MANIFEST.json").write_text(json.dumps({**manifest, "generator_version": 0}))
+    assert make_demo_data(out, seed=0, size_name="small")["generator_version"] == demo_data.GENERATOR_VERSION
