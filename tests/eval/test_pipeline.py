@@ -62,7 +62,7 @@ def test_pipeline_runs_skips_and_reruns_only_what_changed(tmp_path):
 
     third = run(small_config(tmp_path, linear_epochs=4), out)
     assert third.returncode == 0
-    assert sorted(line.split()[1] for line in third.stdout.splitlines() if line.startswith("[redo]")) == \
+    assert sorted(line.split()[1].rstrip(":") for line in third.stdout.splitlines() if line.startswith("[redo]")) == \
         ["byol/linear", "random_init/linear", "simsiam/linear"]
 
 
