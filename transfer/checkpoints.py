@@ -55,7 +55,8 @@ class EncoderWeights:
     dropped: Counter = field(default_factory=Counter)  # key group -> number of tensors left out
 
 
-def _is_detectron2_dict(obj):
+def is_detectron2_checkpoint(obj):
+    """detectron2's own .pkl format: a dict with 'model' and '__author__' (REFERENCE section 4)."""
     return isinstance(obj, dict) and "model" in obj and "__author__" in obj
 
 
@@ -112,7 +113,7 @@ def find_encoder(checkpoint, source="auto"):
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"found a {type(checkpoint).__name__}, not a checkpoint dict; "
                               "save the model's state_dict() instead")
-    if _is_detectron2_dict(checkpoint):
+    if is_detectron2_checkpoint(checkpoint):
         raise CheckpointError("this is already a detectron2 checkpoint (it has 'model' and '__author__'); "
                               "give it to tools/train_det.py --weights as it is")
     if source != "auto" and source not in SOURCE_NAMES:

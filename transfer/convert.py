@@ -76,6 +76,11 @@ def detectron2_name(torchvision_name):
     return name
 
 
+def detectron2_resnet50_names():
+    """Every tensor name of detectron2's R50 backbone that a conversion must fill."""
+    return {detectron2_name(k) for k in resnet50_shapes()}
+
+
 def to_detectron2(state_dict):
     """Checked ResNet-50 torchvision state dict -> {detectron2 name: numpy array} covering the whole backbone."""
     check_resnet50(state_dict)
@@ -87,7 +92,7 @@ def to_detectron2(state_dict):
         if name in converted:
             raise ArchitectureError(f"two tensors map to {name}; the checkpoint holds {key} twice")
         converted[name] = value.detach().cpu().float().numpy()
-    expected = {detectron2_name(k) for k in resnet50_shapes()}
+    expected = detectron2_resnet50_names()
     if set(converted) != expected:
         missing, extra = sorted(expected - set(converted)), sorted(set(converted) - expected)
         raise ArchitectureError(f"conversion does not cover detectron2's R50: missing {missing[:3]}, "

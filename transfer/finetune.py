@@ -18,8 +18,8 @@ from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
-from transfer.checkpoints import CheckpointError, load_file
-from transfer.convert import detectron2_name, resnet50_shapes
+from transfer.checkpoints import CheckpointError, is_detectron2_checkpoint, load_file
+from transfer.convert import detectron2_resnet50_names
 from eval.atomic import write_json_atomic
 from transfer.detection import DetectionTrainer, register_detection_sets, summarize_trials
 
@@ -42,10 +42,10 @@ def check_weights(weights):
         checkpoint = load_file(path)
     except CheckpointError as error:
         raise FinetuneError(f"--weights: {error}") from None
-    if not (isinstance(checkpoint, dict) and "model" in checkpoint and "__author__" in checkpoint):
+    if not is_detectron2_checkpoint(checkpoint):
         raise FinetuneError(f"--weights {weights} is not a detectron2 checkpoint (no 'model'/'__author__'); "
                             f"convert it with python tools/convert_to_d2.py")
-    expected = {detectron2_name(k) for k in resnet50_shapes()}
+    expected = detectron2_resnet50_names()
     missing = expected - set(checkpoint["model"])
     if missing:
         raise FinetuneError(f"--weights {weights} covers {len(expected) - len(missing)} of detectron2's "
