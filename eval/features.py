@@ -6,6 +6,7 @@ without `fc`, in eval mode. Images go through the evaluation protocol: resize to
 list, transform), so a second evaluation of the same encoder on the same split reuses them.
 """
 import hashlib
+import io
 import json
 import os
 from contextlib import nullcontext
@@ -17,6 +18,7 @@ import torchvision
 from torchvision import transforms
 from tqdm import tqdm
 
+from eval.atomic import write_bytes_atomic, write_json_atomic
 from eval.datasets import DatasetError
 from transfer.checkpoints import read_encoder
 from transfer.convert import RESNETS, resnet_structure
@@ -121,11 +123,10 @@ def cached_features(encoder, description, weights, dataset, split_name, crop_siz
         with np.load(path) as data:
             return data["features"], data["labels"], True
     features, labels = extract_features(encoder, dataset, desc=f"features {split_name}", **kwargs)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache_dir / f".{path.stem}.tmp-{os.getpid()}.npz"
-    np.savez(tmp, features=features, labels=labels)
-    os.replace(tmp, path)
-    (cache_dir / f"{path.stem}.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    buffer = io.BytesIO()
+    np.savez(buffer, features=features, labels=labels)
+    write_bytes_atomic(path, buffer.getvalue())
+    write_json_atomic(cache_dir / f"{path.stem}.json", manifest)
     return features, labels, False
 
 

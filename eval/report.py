@@ -7,6 +7,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from eval.atomic import write_bytes_atomic  # noqa: E402
 from eval.tables import linear_table, render, transfer_table  # noqa: E402
 
 
@@ -80,4 +81,4 @@ def write_report(output_dir, config, models, entries, results):
               "| stage | status | seconds | note |", "|---|---|---|---|"]
     for stage_id, entry in entries.items():
         lines.append(f"| {stage_id} | {entry['status']} | {entry.get('seconds', '')} | {entry.get('reason', '')} |")
-    (output_dir / "report.md").write_text("\n".join(lines) + "\n")
+    write_bytes_atomic(output_dir / "report.md", ("\n".join(lines) + "\n").encode())

@@ -126,19 +126,17 @@ def _metadata(run, step, epoch):
 @torch.no_grad()
 def knn_monitor(encoder, data, image_size, k, temperature, device):
     """kNN top-1 of the backbone's features, train split as bank and val split as queries (None without val)."""
-    from eval.features import eval_transform, extract_features
+    from eval.features import split_features
     from eval.knn import accuracy, knn_classify
 
-    root = dataset_path("imagenet", data)
-    if not (root / "val").is_dir():
+    if not (dataset_path("imagenet", data) / "val").is_dir():
         return None
     was_training = encoder.training
-    bank = image_folder("imagenet", "train", data, transform=eval_transform(image_size))
-    queries = image_folder("imagenet", "val", data, transform=eval_transform(image_size))
-    bank_x, bank_y = extract_features(encoder, bank, batch_size=256, device=device, desc="kNN bank")
-    query_x, query_y = extract_features(encoder, queries, batch_size=256, device=device, desc="kNN queries")
+    splits, classes, _ = split_features(encoder, "pretraining monitor", None, data, image_size, batch_size=256,
+                                        device=device)
     encoder.train(was_training)
-    rankings = knn_classify(bank_x, bank_y, query_x, (k,), temperature, len(bank.classes), backend="torch")
+    (bank_x, bank_y), (query_x, query_y) = splits["train"], splits["val"]
+    rankings = knn_classify(bank_x, bank_y, query_x, (k,), temperature, len(classes), backend="torch")
     return accuracy(rankings[k], query_y)["top1"]
 
 
