@@ -23,12 +23,14 @@ class TrainConfig:
     image_size: int = 224  # crop size of the large views
     epochs: int = 100
     batch_size: int = 256  # global, over all processes
-    optimizer: str = "sgd"  # sgd | lars (LARS excludes BN and bias from weight decay and adaptation)
+    optimizer: str = "sgd"  # sgd | lars (BN and bias excluded from decay and adaptation) | larc (apex, all params)
     base_lr: float = 0.05
     lr_rule: str = "linear"  # linear: lr = base_lr * batch / 256 | sqrt: base_lr * sqrt(batch) | none
     weight_decay: float = 1e-4
     momentum: float = 0.9
     warmup_epochs: float = 0.0  # linear warm-up, then cosine decay
+    warmup_start_lr: float = 0.0  # the warm-up's first lr, scaled by lr_rule like base_lr (SwAV: 0.3)
+    lr_schedule_unit: str = "step"  # step: the lr changes every step | epoch: once per epoch (MoCo, SimSiam)
     final_lr: float = 0.0  # the cosine schedule's end (SwAV: 0.0048 at batch 4096)
     workers: int = 8
     seed: int = 0

@@ -1,8 +1,8 @@
-"""The few collective operations the losses need, correct on one process as on many.
+"""The few collective operations the losses and the training loop need, correct on one process as on many.
 
-Gradients must flow through a gather of embeddings (SimCLR's negatives): torch.distributed.nn's all_gather
-sums the gradients that every rank's loss sends to a rank's slice; a plain all_gather would cut them, and a
-plain all_reduce scales them by 1/world_size (REFERENCE section 1, known traps).
+Gradients must flow through a gather of embeddings (SimCLR's negatives): the functional all-gather sums the
+gradients that every rank's loss sends to a rank's slice; a plain all_gather would cut them, and a plain
+all_reduce scales them by 1/world_size (a trap seen in the reference libraries' issue trackers).
 """
 import torch
 import torch.distributed as dist
@@ -17,12 +17,13 @@ def rank():
 
 
 def gather_with_grad(tensor):
-    """Concatenation of `tensor` from every rank along dim 0, differentiable."""
+    """Concatenation of `tensor` from every rank along dim 0, differentiable (gradients summed over ranks)."""
     if world_size() == 1:
         return tensor
-    from torch.distributed.nn.functional import all_gather
+    from torch.distributed._functional_collectives import all_gather_single
 
-    return torch.cat(all_gather(tensor), dim=0)
+    gathered = all_gather_single(tensor.contiguous(), 0, dist.group.WORLD)
+    return gathered.wait() if hasattr(gathered, "wait") else gathered
 
 
 @torch.no_grad()
@@ -43,9 +44,19 @@ def all_reduce(tensor, op="sum"):
 
 
 def mean_over_ranks(value):
-    """A float averaged over ranks (for logging)."""
+    """A float averaged over ranks; NaN or inf on any rank makes it non-finite on every rank."""
     if world_size() == 1:
         return float(value)
-    tensor = torch.tensor([float(value)], dtype=torch.float64)
+    tensor = torch.tensor([float(value)], dtype=torch.float64,
+                          device="cuda" if dist.get_backend() == "nccl" else "cpu")
     dist.all_reduce(tensor)
     return float(tensor) / world_size()
+
+
+def gather_to_main(obj):
+    """[obj of rank 0, obj of rank 1, ...] on rank 0 (None elsewhere): per-rank state for a checkpoint."""
+    if world_size() == 1:
+        return [obj]
+    gathered = [None] * world_size() if rank() == 0 else None
+    dist.gather_object(obj, gathered, dst=0)
+    return gathered

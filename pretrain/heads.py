@@ -1,22 +1,32 @@
 """MLP projection and prediction heads, with the BN placements of SimSiam's ablation (Table 4 of Chen & He 2021).
 
-`mlp(dims, bn_hidden, bn_last, last_affine)`: Linear layers between consecutive `dims`, each hidden layer
-followed by (BN) + ReLU, the last one by BN only if `bn_last`.
+`mlp(dims, bn_hidden, bn_last, last_affine, bias_before_bn)`: Linear layers between consecutive `dims`, each
+hidden layer followed by (BN) + ReLU, the last one by BN only if `bn_last`, whose affine part is "both"
+(scale and shift), "scale" (SimCLR's projector output: `center=False` in the official TF code) or "none"
+(SimSiam's projector output).
 """
 import copy
 
 import torch
 from torch import nn
 
+LAST_AFFINE = ("both", "scale", "none")
 
-def mlp(dims, bn_hidden=True, bn_last=False, last_affine=True, bias_before_bn=False):
+
+def mlp(dims, bn_hidden=True, bn_last=False, last_affine="both", bias_before_bn=False):
+    if last_affine not in LAST_AFFINE:
+        raise ValueError(f"last_affine must be one of {', '.join(LAST_AFFINE)}, got {last_affine!r}")
     layers = []
     for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
         last = i == len(dims) - 2
         use_bn = bn_last if last else bn_hidden
         layers.append(nn.Linear(d_in, d_out, bias=(not use_bn) or bias_before_bn))
         if use_bn:
-            layers.append(nn.BatchNorm1d(d_out, affine=last_affine if last else True))
+            affine = last_affine if last else "both"
+            norm = nn.BatchNorm1d(d_out, affine=affine != "none")
+            if affine == "scale":  # the shift stays 0: BN with a learnt scale only
+                norm.bias.requires_grad_(False)
+            layers.append(norm)
         if not last:
             layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)

@@ -59,12 +59,12 @@ def sinkhorn(scores, epsilon=0.05, iterations=3):
     """SwAV's Sinkhorn-Knopp (Caron et al. 2020, sec. 3.1 and A.1): soft codes [B, K] whose rows (samples) sum
     to 1 and whose columns (prototypes) sum to about B/K, the batch B counted over every rank.
 
-    The same iterations as SwAV's code, run in fp32 and in the log domain: exp(s / epsilon) can neither
+    The same iterations as SwAV's code, run in fp32 (or the input's higher precision) and in the log domain: exp(s / epsilon) can neither
     overflow nor underflow to an all-zero prototype row, whatever epsilon and the precision of `scores`.
     """
-    log_q = scores.float().T / epsilon  # [K, B_local]
+    log_q = scores.to(torch.promote_types(scores.dtype, torch.float32)).T / epsilon  # [K, B_local], fp32 or more
     k = log_q.shape[0]
-    b = all_reduce(torch.tensor(float(log_q.shape[1]), device=log_q.device))
+    b = all_reduce(torch.tensor(float(log_q.shape[1]), device=log_q.device, dtype=log_q.dtype))
     for _ in range(iterations):
         # each prototype gets 1/K of the mass: a sum over the samples of every rank
         top = all_reduce(log_q.max(dim=1, keepdim=True).values.clone(), op="max")

@@ -16,14 +16,23 @@ class Method(nn.Module):
         """Optimizer parameter groups; a group with fixed_lr=True keeps its initial lr (SimSiam's predictor)."""
         return [{"params": [p for p in self.parameters() if p.requires_grad]}]
 
-    def set_steps_per_epoch(self, steps):
-        """Called once the data is known, for schedules given in epochs."""
+    def prepare(self, steps_per_epoch, global_batch):
+        """Called once the data and the number of processes are known (schedules given in epochs, queue sizes);
+        returns what it decided that the log must say."""
+        return []
 
     def before_optimizer_step(self, step):
         """After backward, before the update (SwAV freezes its prototypes here)."""
 
     def on_step_end(self, step, total_steps):
         """After the update (EMA and momentum targets, k-step targets)."""
+
+    def rank_state(self):
+        """State that differs between processes and is not in state_dict() (SwAV's queue): saved per rank."""
+        return {}
+
+    def load_rank_state(self, state):
+        """Restore what rank_state() returned."""
 
     def collapse_warning(self, epoch_loss, output_std, dim):
         """A message when the monitors show collapse, else None."""

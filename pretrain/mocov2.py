@@ -1,5 +1,10 @@
 """MoCo v2 (He et al. 2020; Chen et al. 2020b): InfoNCE of a query against its key from a momentum encoder and
-a queue of earlier keys; keys from every rank enter the queue; shuffling BN across ranks for the keys."""
+a queue of earlier keys; the keys of every rank enter the queue, which is the same on every rank.
+
+Shuffling BN (MoCo sec. 3.3): on several processes the key batch is shuffled across them, as in the official
+main_moco.py; on one process every BN is split into `bn_splits` sub-batches and the key batch is shuffled
+within it, as in the official single-GPU notebook (pretrain/shuffle_bn.py).
+"""
 from dataclasses import dataclass
 
 import torch
@@ -12,6 +17,7 @@ from pretrain.distributed import gather_no_grad, rank, world_size
 from pretrain.heads import ema_update, frozen_copy, mlp
 from pretrain.losses import info_nce
 from pretrain.method import Method
+from pretrain.shuffle_bn import key_order, split_batch_norms
 
 
 @dataclass
@@ -22,6 +28,7 @@ class MoCoV2Config:
     queue_size: int = 65536
     momentum: float = 0.999
     temperature: float = 0.2
+    bn_splits: int = 8  # one process: BN over 8 sub-batches, keys shuffled (the official notebook); 1: off
 
 
 class MoCoV2(Method):
@@ -30,16 +37,34 @@ class MoCoV2(Method):
         self.cfg = cfg
         self.encoder, dim = build_backbone(cfg.arch)
         self.projector = mlp([dim, cfg.proj_hidden, cfg.proj_dim], bn_hidden=False)
+        self.split_bn = world_size() == 1 and cfg.bn_splits > 1
+        if self.split_bn:
+            split_batch_norms(self.encoder, cfg.bn_splits)
         self.key_encoder = frozen_copy(nn.Sequential(self.encoder, self.projector))
         self.register_buffer("queue", F.normalize(torch.randn(cfg.queue_size, cfg.proj_dim), dim=1))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
         self.view_recipes = (MOCO_V2, MOCO_V2)
 
+    def prepare(self, steps_per_epoch, global_batch):
+        if self.cfg.queue_size % global_batch:
+            raise ValueError(f"mocov2: model.queue_size {self.cfg.queue_size} must be a multiple of the global batch "
+                             f"{global_batch}")
+        if world_size() > 1:
+            return [f"mocov2: shuffle BN across {world_size()} processes (model.bn_splits is for one process)"]
+        if self.split_bn:
+            key_order(global_batch, self.cfg.bn_splits)  # checks the split now rather than at the first step
+            return [f"mocov2: shuffle BN on one process: BN over {self.cfg.bn_splits} sub-batches, keys shuffled"]
+        return ["mocov2: warning: no shuffle BN (one process, model.bn_splits=1): queries and keys share BN "
+                "statistics, which MoCo's authors report costs accuracy"]
+
     @torch.no_grad()
     def _keys(self, x):
         if world_size() == 1:
-            return self.key_encoder(x)
-        # Shuffling BN (MoCo sec. 3.3): keys are computed on a batch shuffled across ranks.
+            if not self.split_bn:
+                return self.key_encoder(x)
+            order = key_order(len(x), self.cfg.bn_splits).to(x.device)
+            return self.key_encoder(x[order])[torch.argsort(order)]
+        # Across ranks (main_moco.py): keys are computed on a batch shuffled over all ranks.
         everything = gather_no_grad(x)
         order = torch.randperm(len(everything), device=x.device)
         torch.distributed.broadcast(order, src=0)
@@ -57,9 +82,6 @@ class MoCoV2(Method):
     @torch.no_grad()
     def _enqueue(self, keys):
         keys = gather_no_grad(keys)  # every rank's keys, so the queue does not depend on the number of GPUs
-        if self.cfg.queue_size % len(keys):
-            raise ValueError(f"mocov2: queue_size {self.cfg.queue_size} must be a multiple of the global batch "
-                             f"{len(keys)}")
         ptr = int(self.queue_ptr)
         self.queue[ptr:ptr + len(keys)] = keys
         self.queue_ptr.fill_((ptr + len(keys)) % self.cfg.queue_size)

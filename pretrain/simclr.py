@@ -1,4 +1,7 @@
-"""SimCLR (Chen et al. 2020): NT-Xent over the 2N views of a batch, negatives from every rank."""
+"""SimCLR (Chen et al. 2020): NT-Xent over the 2N views of a batch, negatives from every rank.
+
+As in the official TF code (v1): the projector's output goes through a BN with a scale and no shift
+(`center=False`), and the last BN of every residual block starts at zero (`init_zero`)."""
 from dataclasses import dataclass
 
 from pretrain.augment import SIMCLR
@@ -11,7 +14,7 @@ from pretrain.method import Method
 @dataclass
 class SimCLRConfig:
     arch: str = "resnet50"
-    proj_hidden: int = 2048  # 2048-BN-ReLU-128 (REFERENCE section 1)
+    proj_hidden: int = 2048  # 2048-BN-ReLU-128-BN(scale only)
     proj_dim: int = 128
     temperature: float = 0.1  # 0.5 for small data (SimCLR B.9)
 
@@ -20,8 +23,8 @@ class SimCLR(Method):
     def __init__(self, cfg: SimCLRConfig):
         super().__init__()
         self.cfg = cfg
-        self.encoder, dim = build_backbone(cfg.arch)
-        self.projector = mlp([dim, cfg.proj_hidden, cfg.proj_dim])
+        self.encoder, dim = build_backbone(cfg.arch, zero_init_residual=True)
+        self.projector = mlp([dim, cfg.proj_hidden, cfg.proj_dim], bn_last=True, last_affine="scale")
         self.view_recipes = (SIMCLR, SIMCLR)
 
     def forward(self, views):

@@ -42,7 +42,7 @@ class SimSiam(Method):
         self.encoder, dim = build_backbone(cfg.arch, zero_init_residual=True)
         proj_hidden, proj_last, pred_hidden, pred_last = SIMSIAM_BN[cfg.bn]
         self.projector = mlp([dim, cfg.proj_dim, cfg.proj_dim, cfg.proj_dim], bn_hidden=proj_hidden,
-                             bn_last=proj_last, last_affine=False)
+                             bn_last=proj_last, last_affine="none")
         if cfg.predictor == "none":
             self.predictor = nn.Identity()
         else:

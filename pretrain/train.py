@@ -24,7 +24,7 @@ from eval.datasets import dataset_path, image_folder
 from pretrain import distributed
 from pretrain.augment import MultiView, SeededViews
 from pretrain.byol import BYOL, BYOLConfig
-from pretrain.lars import LARS
+from pretrain.lars import LARC, LARS
 from pretrain.method import output_std
 from pretrain.mocov2 import MoCoV2, MoCoV2Config
 from pretrain.simclr import SimCLR, SimCLRConfig
@@ -51,21 +51,33 @@ def build_method(run):
     return METHODS[run.method][1](run.model)
 
 
-def learning_rate(train_cfg):
+def lr_scale(train_cfg):
+    """The factor of the lr rule at this batch size: batch/256 (linear), sqrt(batch) or 1."""
     rule = {"linear": train_cfg.batch_size / 256, "sqrt": math.sqrt(train_cfg.batch_size), "none": 1.0}
     if train_cfg.lr_rule not in rule:
         raise ValueError(f"train.lr_rule must be one of {', '.join(rule)}")
-    return train_cfg.base_lr * rule[train_cfg.lr_rule]
+    return rule[train_cfg.lr_rule]
 
 
-def lr_at(train_cfg, peak, step, steps_per_epoch):
-    """Linear warm-up, then cosine decay to final_lr, per step."""
+def learning_rate(train_cfg):
+    return train_cfg.base_lr * lr_scale(train_cfg)
+
+
+def lr_at(train_cfg, step, steps_per_epoch):
+    """Linear warm-up from warmup_start_lr, then cosine decay to final_lr, evaluated every step or (MoCo, SimSiam:
+    `adjust_learning_rate` once per epoch) at the start of each epoch."""
+    peak, start = learning_rate(train_cfg), train_cfg.warmup_start_lr * lr_scale(train_cfg)
     warmup = train_cfg.warmup_epochs * steps_per_epoch
     total = train_cfg.epochs * steps_per_epoch
     if step < warmup:
-        return peak * (step + 1) / warmup
+        return start + (peak - start) * step / warmup
+    if train_cfg.lr_schedule_unit == "epoch":
+        step = step // steps_per_epoch * steps_per_epoch
     progress = (step - warmup) / max(total - warmup, 1)
     return train_cfg.final_lr + (peak - train_cfg.final_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+OPTIMIZERS = {"sgd": torch.optim.SGD, "lars": LARS, "larc": LARC}
 
 
 def build_optimizer(method, train_cfg):
@@ -73,11 +85,10 @@ def build_optimizer(method, train_cfg):
     peak = learning_rate(train_cfg)
     for group in groups:
         group["lr"] = group["initial_lr"] = peak
-    if train_cfg.optimizer == "lars":
-        return LARS(groups, lr=peak, weight_decay=train_cfg.weight_decay, momentum=train_cfg.momentum)
-    if train_cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=peak, weight_decay=train_cfg.weight_decay, momentum=train_cfg.momentum)
-    raise ValueError(f"train.optimizer must be sgd or lars, got {train_cfg.optimizer!r}")
+    if train_cfg.optimizer not in OPTIMIZERS:
+        raise ValueError(f"train.optimizer must be one of {', '.join(OPTIMIZERS)}, got {train_cfg.optimizer!r}")
+    return OPTIMIZERS[train_cfg.optimizer](groups, lr=peak, weight_decay=train_cfg.weight_decay,
+                                           momentum=train_cfg.momentum)
 
 
 class EpochSampler(torch.utils.data.Sampler):
@@ -152,6 +163,36 @@ def setup_distributed():
     return torch.device("cpu"), local_rank
 
 
+def _logged_by_step(line, step):
+    try:
+        return json.loads(line)["step"] <= step
+    except (ValueError, KeyError, TypeError):  # a line cut short by a kill
+        return False
+
+
+def _say(output_dir, message):
+    """A line for the console and OUTPUT/log.txt (rank 0)."""
+    tqdm.write(message)
+    with open(output_dir / "log.txt", "a") as file:
+        file.write(message + "\n")
+
+
+def _load_checkpoint(path, method, optimizer, world):
+    """Restore model, optimizer, this rank's state and RNG; return (step, partial-epoch monitors)."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    ranks = state.get("ranks")
+    if ranks is None or len(ranks) != world:
+        found = "no per-process state" if ranks is None else f"{len(ranks)} processes"
+        raise ValueError(f"{path} was written by {found}; this run has {world}: resume with the same number of "
+                         "processes, or start a new --output-dir")
+    method.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    mine = ranks[distributed.rank()]
+    method.load_rank_state(mine["method"])
+    _set_rng_state(mine["rng"])
+    return state["step"], state["partial_epoch"]
+
+
 def train(run, output_dir, resume=False, progress=True):
     """Pretrain `run` (a RunConfig) into `output_dir`; return the last epoch's metrics."""
     cfg = run.train
@@ -177,7 +218,10 @@ def train(run, output_dir, resume=False, progress=True):
     if steps_per_epoch == 0:
         raise ValueError(f"{len(dataset)} training images make no full batch of {cfg.batch_size}; lower "
                          "train.batch_size")
-    method.set_steps_per_epoch(steps_per_epoch)
+    notes = method.prepare(steps_per_epoch, cfg.batch_size)
+    if is_main:
+        for note in notes:
+            _say(output_dir, note)
     total_steps = cfg.epochs * steps_per_epoch
     gpu = device.type == "cuda" and cfg.precision == "auto"
     method = method.to(device, memory_format=torch.channels_last if gpu else torch.preserve_format)
@@ -186,12 +230,7 @@ def train(run, output_dir, resume=False, progress=True):
     optimizer = build_optimizer(method, cfg)
     step, partial_epoch = 0, ([], [])
     if resume and checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        method.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step = state["step"]
-        _set_rng_state(state["rng"])
-        partial_epoch = state.get("partial_epoch", partial_epoch)
+        step, partial_epoch = _load_checkpoint(checkpoint_path, method, optimizer, world)
     model = method
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
@@ -203,9 +242,9 @@ def train(run, output_dir, resume=False, progress=True):
 
         writer = SummaryWriter(str(output_dir / "tensorboard"), purge_step=step)
     metrics_path = output_dir / "metrics.jsonl"
-    if is_main and metrics_path.exists():  # lines logged after the checkpoint will be logged again
-        kept = [line for line in metrics_path.read_text().splitlines() if json.loads(line)["step"] <= step]
-        metrics_path.write_text("".join(line + "\n" for line in kept))
+    if is_main and metrics_path.exists():  # lines logged after the checkpoint (or cut by a kill) are dropped
+        kept = [line for line in metrics_path.read_text().splitlines() if _logged_by_step(line, step)]
+        write_bytes_atomic(metrics_path, "".join(line + "\n" for line in kept).encode())
     metrics_file = open(metrics_path, "a") if is_main else None
 
     def log(record):
@@ -219,14 +258,15 @@ def train(run, output_dir, resume=False, progress=True):
     losses, stds = [], []
 
     def save_checkpoint(epoch_done):
+        # Every rank's own state (RNG, SwAV's queue) goes into the one checkpoint that rank 0 writes.
+        ranks = distributed.gather_to_main({"rng": _rng_state(), "method": method.rank_state()})
         if is_main:
             _save(checkpoint_path, {"ssl_transfer": _metadata(run, step, epoch_done), "model": method.state_dict(),
-                                    "optimizer": optimizer.state_dict(), "step": step, "rng": _rng_state(),
+                                    "optimizer": optimizer.state_dict(), "step": step, "ranks": ranks,
                                     "partial_epoch": (losses, stds) if step % steps_per_epoch else ([], [])})
 
     try:
         last = {}
-        peak = learning_rate(cfg)
         for epoch in range(step // steps_per_epoch, cfg.epochs):
             sampler.epoch = dataset.epoch = epoch
             sampler.skip_batches = step - epoch * steps_per_epoch
@@ -242,22 +282,22 @@ def train(run, output_dir, resume=False, progress=True):
                 views = [v.to(device, non_blocking=True) for v in views]
                 if gpu:
                     views = [v.contiguous(memory_format=torch.channels_last) for v in views]
-                lr = lr_at(cfg, peak, step, steps_per_epoch)
+                lr = lr_at(cfg, step, steps_per_epoch)
                 for group in optimizer.param_groups:
                     group["lr"] = group["initial_lr"] if group.get("fixed_lr") else lr
                 with autocast:
                     out = model(views)
-                loss = out["loss"]
-                if not torch.isfinite(loss):
-                    raise TrainingDiverged(f"{run.method}: loss is {loss.item()} at step {step} (epoch {epoch + 1}); "
+                loss = distributed.mean_over_ranks(out["loss"].item())  # non-finite on every rank if on any
+                if not math.isfinite(loss):
+                    raise TrainingDiverged(f"{run.method}: loss is {loss} at step {step} (epoch {epoch + 1}); "
                                            f"the last good checkpoint is {checkpoint_path}; lower train.base_lr")
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                out["loss"].backward()
                 method.before_optimizer_step(step)
                 optimizer.step()
                 method.on_step_end(step, total_steps)
                 step += 1
-                losses.append(distributed.mean_over_ranks(loss.item()))
+                losses.append(loss)
                 stds.append(output_std(out["embedding"]))
                 bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr:.3g}")
                 if step % cfg.log_every == 0:
@@ -279,7 +319,7 @@ def train(run, output_dir, resume=False, progress=True):
             warning = method.collapse_warning(last["loss"], last["output_std"], dim)
             last["collapse_warning"] = warning
             if warning and is_main:
-                tqdm.write(f"warning: epoch {epoch + 1}: {warning}")
+                _say(output_dir, f"warning: epoch {epoch + 1}: {warning}")
             log({k: v for k, v in last.items() if k != "collapse_warning"})
             save_checkpoint(epoch + 1)
             if cfg.max_steps and step >= cfg.max_steps:

@@ -140,7 +140,8 @@ def test_byol_tau_rises_from_tau_base_to_one_along_a_cosine():
 
 @pytest.mark.parametrize("method, overrides, target", [
     ("byol", ["model.proj_hidden=32", "model.proj_dim=16"], "target"),
-    ("mocov2", ["model.proj_hidden=32", "model.proj_dim=16", "model.queue_size=32"], "key_encoder"),
+    ("mocov2", ["model.proj_hidden=32", "model.proj_dim=16", "model.queue_size=32", "model.bn_splits=2"],
+     "key_encoder"),
     ("simsiam", ["model.proj_dim=32", "model.pred_hidden=8", "model.target=k_steps", "model.target_k=10"], "target"),
     ("simsiam", ["model.proj_dim=32", "model.pred_hidden=8", "model.target=moving_average"], "target"),
 ])

@@ -9,19 +9,10 @@ import torchvision
 from pretrain.config import ConfigError, load_config
 from pretrain.train import METHODS, TrainingDiverged, train
 from tests.conftest import run_tool
-
-TINY_HEADS = {"simclr": ["model.proj_hidden=64", "model.proj_dim=32"],
-              "mocov2": ["model.proj_hidden=64", "model.proj_dim=32", "model.queue_size=64"],
-              "byol": ["model.proj_hidden=64", "model.proj_dim=32"],
-              "swav": ["model.proj_hidden=64", "model.proj_dim=32", "model.prototypes=20", "model.small_crops=2",
-                       "model.queue_length=16", "model.queue_start_epoch=1", "model.freeze_prototypes_epochs=0.5"],
-              "simsiam": ["model.proj_dim=64", "model.pred_hidden=16"]}
-
+from tests.pretrain.tiny import tiny_config
 
 def tiny_run(method, data, arch="resnet18", extra=()):
-    return load_config(None, [f"method={method}", f"train.data={data}", f"model.arch={arch}", "train.image_size=32",
-                              "train.batch_size=8", "train.epochs=2", "train.workers=0", "train.knn_every=0",
-                              "train.log_every=1", *TINY_HEADS[method], *extra])
+    return tiny_config(method, data, arch, extra)
 
 
 def step_losses(output_dir):
@@ -33,7 +24,7 @@ def step_losses(output_dir):
 def test_method_trains_and_exports_a_torchvision_resnet50(method, demo_root, tmp_path):
     run = tiny_run(method, demo_root, arch="resnet50", extra=["train.epochs=1"])
     summary = train(run, tmp_path, progress=False)
-    assert math.isfinite(summary["loss"]) and summary["step"] == 10  # 80 images, batch 8
+    assert math.isfinite(summary["loss"]) and summary["step"] == 5  # 80 images, batch 16
     exported = torch.load(tmp_path / "encoder.pth", map_location="cpu", weights_only=True)
     assert exported["ssl_transfer"]["method"] == method and exported["ssl_transfer"]["arch"] == "resnet50"
     model = torchvision.models.resnet50()
@@ -47,11 +38,11 @@ def test_method_trains_and_exports_a_torchvision_resnet50(method, demo_root, tmp
 def test_resuming_after_an_interruption_reproduces_the_losses_exactly(method, demo_root, tmp_path):
     run = tiny_run(method, demo_root)
     train(run, tmp_path / "straight", progress=False)
-    interrupted = tiny_run(method, demo_root, extra=["train.max_steps=13"])  # inside the second epoch
+    interrupted = tiny_run(method, demo_root, extra=["train.max_steps=7"])  # inside the second epoch
     train(interrupted, tmp_path / "resumed", progress=False)
-    assert [s for s, _ in step_losses(tmp_path / "resumed")] == list(range(1, 14))
+    assert [s for s, _ in step_losses(tmp_path / "resumed")] == list(range(1, 8))
     train(run, tmp_path / "resumed", resume=True, progress=False)
-    assert len(step_losses(tmp_path / "straight")) == 20
+    assert len(step_losses(tmp_path / "straight")) == 15
     # every step's loss and every epoch's monitors, to the last digit
     assert (tmp_path / "resumed" / "metrics.jsonl").read_text() == (tmp_path / "straight" / "metrics.jsonl").read_text()
 
@@ -65,13 +56,13 @@ def test_a_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
     def poisoned(self, views):
         calls["n"] += 1
         out = forward(self, views)
-        return {**out, "loss": out["loss"] * float("nan")} if calls["n"] == 14 else out
+        return {**out, "loss": out["loss"] * float("nan")} if calls["n"] == 8 else out
 
     monkeypatch.setattr(SimSiam, "forward", poisoned)
-    with pytest.raises(TrainingDiverged, match="loss is nan at step 13 .*last good checkpoint"):
+    with pytest.raises(TrainingDiverged, match="loss is nan at step 7 .*last good checkpoint"):
         train(tiny_run("simsiam", demo_root), tmp_path, progress=False)
     state = torch.load(tmp_path / "checkpoint.pth", map_location="cpu", weights_only=False)
-    assert state["step"] == 10 and not (tmp_path / "encoder.pth").exists()
+    assert state["step"] == 5 and not (tmp_path / "encoder.pth").exists()
 
 
 def test_config_typos_and_bad_values_fail_with_the_valid_choices(tmp_path):
@@ -85,16 +76,3 @@ def test_config_typos_and_bad_values_fail_with_the_valid_choices(tmp_path):
         METHODS["simsiam"][1](load_config(None, ["method=simsiam", "model.predictor=linear"]).model)
     result = run_tool("tools/pretrain.py", "--config", "configs/pretrain/simsiam_demo.yaml", "train.epoch=3")
     assert result.returncode != 0 and "did you mean train.epochs" in result.stderr
-
-
-def test_presets_follow_the_official_recipes():
-    simsiam = load_config("configs/pretrain/simsiam_r50.yaml")
-    assert (simsiam.train.base_lr, simsiam.train.weight_decay, simsiam.model.predictor) == (0.05, 1e-4, "mlp_fixed_lr")
-    moco = load_config("configs/pretrain/mocov2_r50.yaml")
-    assert (moco.model.queue_size, moco.model.momentum, moco.model.temperature) == (65536, 0.999, 0.2)
-    swav = load_config("configs/pretrain/swav_r50.yaml")
-    assert (swav.model.prototypes, swav.model.epsilon, swav.model.sinkhorn_iterations) == (3000, 0.05, 3)
-    byol = load_config("configs/pretrain/byol_r50.yaml")
-    assert (byol.train.optimizer, byol.model.proj_hidden, byol.model.tau_base) == ("lars", 4096, 0.99)
-    simclr = load_config("configs/pretrain/simclr_r50.yaml")
-    assert (simclr.train.optimizer, simclr.train.warmup_epochs, simclr.model.temperature) == ("lars", 10, 0.1)

@@ -1,0 +1,94 @@
+"""Exact resume and the NaN guard under 2 processes (torchrun, gloo, CPU), with the queues in use: every rank's
+own state (RNG, SwAV's queue) is saved in the checkpoint and restored on its rank."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from pretrain.train import METHODS, TrainingDiverged
+from tests.conftest import REPO
+from tests.pretrain.tiny import QUEUE_IN_USE, demo_preset, tiny_config
+
+WORLD = 2
+
+
+def torchrun(method, data, output_dir, *extra):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}",
+               "tools/pretrain.py", "--config", str(demo_preset(method)), "--data", str(data), "--output-dir",
+               str(output_dir), "model.arch=resnet18", "train.image_size=32", "train.batch_size=16",
+               "train.epochs=3", "train.workers=0", "train.knn_every=0", "train.log_every=1",
+               "train.checkpoint_every=2", *QUEUE_IN_USE.get(method, ()), *extra]
+    return command
+
+
+def metrics(output_dir):
+    return [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+# About 50 s each on 2 cores: the methods with per-rank or shared queues run by default, the others in the slow suite.
+@pytest.mark.parametrize("method", [m if m in QUEUE_IN_USE else pytest.param(m, marks=pytest.mark.slow)
+                                    for m in sorted(METHODS)])
+def test_a_killed_two_process_run_resumes_to_the_uninterrupted_losses(method, demo_root, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    straight = subprocess.run(torchrun(method, demo_root, tmp_path / "straight"), cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=600)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+
+    killed = subprocess.Popen(torchrun(method, demo_root, tmp_path / "killed"), cwd=REPO, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    checkpoint = tmp_path / "killed" / "checkpoint.pth"
+    deadline = time.time() + 300
+    while not checkpoint.exists() and killed.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(killed.pid, signal.SIGKILL)  # every process of the run, at whatever point it has reached
+    assert killed.wait() != 0
+    assert checkpoint.exists() and not (tmp_path / "killed" / "encoder.pth").exists()
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    assert 2 <= state["step"] < 15 and len(state["ranks"]) == WORLD
+
+    resumed = subprocess.run(torchrun(method, demo_root, tmp_path / "killed", "--resume"), cwd=REPO, env=env,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert metrics(tmp_path / "killed") == metrics(tmp_path / "straight")
+    assert len([m for m in metrics(tmp_path / "straight") if "lr" in m]) == 15
+
+
+def nan_worker(rank, data, output_dir, init_file, result_file):
+    import torch.distributed as dist
+
+    from pretrain.simsiam import SimSiam
+    from pretrain.train import train
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    torch.set_num_threads(1)
+    forward, calls = SimSiam.forward, {"n": 0}
+
+    def poisoned(self, views):  # rank 1 alone goes wrong at its 8th step
+        calls["n"] += 1
+        out = forward(self, views)
+        return {**out, "loss": out["loss"] * float("nan")} if rank == 1 and calls["n"] == 8 else out
+
+    SimSiam.forward = poisoned
+    try:
+        train(tiny_config("simsiam", data), output_dir, progress=False)
+        outcome = "finished"
+    except TrainingDiverged as error:
+        outcome = str(error)
+    with open(f"{result_file}.{rank}", "w") as file:
+        file.write(outcome)
+    dist.destroy_process_group()
+
+
+def test_a_nan_on_one_rank_stops_every_rank_and_keeps_the_last_good_checkpoint(demo_root, tmp_path):
+    mp.spawn(nan_worker, args=(str(demo_root), str(tmp_path / "out"), str(tmp_path / "init"), str(tmp_path / "r")),
+             nprocs=WORLD, join=True)
+    for rank in range(WORLD):
+        assert "loss is nan at step 7" in (tmp_path / f"r.{rank}").read_text()
+    state = torch.load(tmp_path / "out" / "checkpoint.pth", map_location="cpu", weights_only=False)
+    assert state["step"] == 5 and not (tmp_path / "out" / "encoder.pth").exists()
