@@ -6,7 +6,7 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 DEMO_OUTPUT ?= output/demo
 PY := $(VENV)/bin/python
 
-.PHONY: venv test test-all demo clean
+.PHONY: venv lint test test-all demo clean
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: setup.py Makefile tools/install_detectron2.py tools/detectron2_stand_in/_C.py
@@ -14,13 +14,17 @@ $(VENV)/.installed: setup.py Makefile tools/install_detectron2.py tools/detectro
 	$(PY) -m pip install $(TORCH_PINS)
 	$(PY) -m pip install -e '.[dev]'
 	$(PY) tools/install_detectron2.py
-	$(PY) -c "import detectron2, faiss, sklearn, pycocotools, fvcore, pretrain, transfer, eval"
+	$(PY) -c "import detectron2, faiss, sklearn, pycocotools, fvcore, safetensors, submitit, sslt_core, sslt_demo, eval, pretrain, transfer, sslt_pipeline"
 	touch $@
 
-test: venv
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
+test: venv lint
 	$(PY) -m pytest -m "not slow" -q
 
-test-all: venv
+test-all: venv lint
 	$(PY) -m pytest -q
 
 demo: venv

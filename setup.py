@@ -11,7 +11,7 @@ setup(
     description="Self-supervised ResNet-50 pretraining (SimCLR, MoCo v2, BYOL, SwAV, SimSiam) and transfer "
     "evaluation (kNN, linear probe, VOC and COCO detection through detectron2)",
     python_requires=">=3.9",
-    packages=find_packages(include=["pretrain", "pretrain.*", "transfer", "transfer.*", "eval", "eval.*"]),
+    packages=find_packages(include=["sslt_core", "sslt_demo", "eval", "pretrain", "transfer", "sslt_pipeline"]),
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",
@@ -22,6 +22,8 @@ setup(
         "numpy",
         "pillow",
         "pyyaml",
+        "safetensors",
+        "submitit>=1.5",
         "tqdm",
         "tensorboard",
         "matplotlib",
@@ -29,6 +31,6 @@ setup(
     extras_require={
         # On a GPU machine: pip uninstall -y faiss-cpu && pip install -e '.[gpu]' (both ship the module `faiss`).
         "gpu": ["faiss-gpu>=1.15"],
-        "dev": ["pytest>=7"],
+        "dev": ["pytest>=7", "ruff>=0.6", "import-linter>=2"],
     },
 )

@@ -18,13 +18,11 @@ import torchvision
 from torchvision import transforms
 from tqdm import tqdm
 
-from eval.atomic import write_bytes_atomic, write_json_atomic
-from eval.datasets import DatasetError
-from transfer.checkpoints import read_encoder
-from transfer.convert import RESNETS, resnet_structure
-
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-CROP_RATIO = 0.875  # 224 / 256
+from sslt_core.atomic import write_bytes_atomic, write_json_atomic
+from sslt_core.checkpoints import read_encoder
+from sslt_core.errors import DatasetError
+from sslt_core.images import CROP_RATIO, IMAGENET_MEAN, IMAGENET_STD
+from sslt_core.resnets import RESNETS, resnet_structure
 
 
 def resnet_arch(state_dict):
@@ -147,7 +145,7 @@ def split_features(encoder, description, weights, data_root, crop_size=224, cach
                    splits=("train", "val"), **kwargs):
     """{split: (features, labels in the first split's class indices)}, the class names, and for each split
     whether it came from the cache."""
-    from eval.datasets import image_folder
+    from sslt_core.datasets import image_folder
 
     datasets = {s: image_folder("imagenet", s, data_root, transform=eval_transform(crop_size)) for s in splits}
     for split, dataset in datasets.items():

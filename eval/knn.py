@@ -9,7 +9,7 @@ Banks are searched in chunks, so a bank larger than memory can be a numpy memmap
 import numpy as np
 import torch
 
-from eval.datasets import DatasetError
+from sslt_core.errors import DatasetError
 
 
 def normalize(features):

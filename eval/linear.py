@@ -17,9 +17,9 @@ import torch
 from torchvision import transforms
 from tqdm import tqdm
 
-from eval.features import IMAGENET_MEAN, IMAGENET_STD
 from eval.knn import accuracy
-from pretrain.lars import LARS
+from sslt_core.images import IMAGENET_MEAN, IMAGENET_STD
+from sslt_core.optim import LARS
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
-from eval.datasets import DatasetError
+from sslt_core.errors import DatasetError
 
 MISSING = "—"
 # transfer column group -> (detection result key, detectron2 task, label)
@@ -124,7 +124,7 @@ def transfer_table(results):
     value_columns = [f"{label} {metric}" for _, _, label in TRANSFER for metric in TRANSFER_METRICS]
     rows = []
     for name, runs in groups.items():
-        best_budget = max((r.get("epochs") or 0 for r in runs))
+        best_budget = max(r.get("epochs") or 0 for r in runs)
         runs = [r for r in runs if (r.get("epochs") or 0) == best_budget]
         row = {"name": name}
         for key, task, label in TRANSFER:

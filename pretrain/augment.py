@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torchvision import transforms
 
-from eval.features import IMAGENET_MEAN, IMAGENET_STD
+from sslt_core.images import IMAGENET_MEAN, IMAGENET_STD
 
 
 @dataclass(frozen=True)

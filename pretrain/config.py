@@ -12,9 +12,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-
-class ConfigError(ValueError):
-    pass
+from sslt_core.errors import ConfigError
 
 
 @dataclass

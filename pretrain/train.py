@@ -19,17 +19,19 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from eval.atomic import write_bytes_atomic
-from eval.datasets import dataset_path, image_folder
+from eval.features import split_features
+from eval.knn import accuracy, knn_classify
 from pretrain import distributed
 from pretrain.augment import MultiView, SeededViews
 from pretrain.byol import BYOL, BYOLConfig
-from pretrain.lars import LARC, LARS
 from pretrain.method import output_std
 from pretrain.mocov2 import MoCoV2, MoCoV2Config
 from pretrain.simclr import SimCLR, SimCLRConfig
 from pretrain.simsiam import SimSiam, SimSiamConfig
 from pretrain.swav import SwAV, SwAVConfig
+from sslt_core.atomic import write_bytes_atomic
+from sslt_core.datasets import dataset_path, image_folder
+from sslt_core.optim import LARC, LARS
 
 METHODS = {
     "simclr": (SimCLRConfig, SimCLR),
@@ -137,9 +139,6 @@ def _metadata(run, step, epoch):
 @torch.no_grad()
 def knn_monitor(encoder, data, image_size, k, temperature, device):
     """kNN top-1 of the backbone's features, train split as bank and val split as queries (None without val)."""
-    from eval.features import split_features
-    from eval.knn import accuracy, knn_classify
-
     if not (dataset_path("imagenet", data) / "val").is_dir():
         return None
     was_training = encoder.training

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from eval.demo_data import make_demo_data
+from sslt_demo.writer import make_demo_data
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,9 @@ that does not decode.
 import argparse
 import sys
 
-from eval.datasets import LAYOUTS, DatasetError, dataset_path, load_rgb
+from sslt_core.datasets import LAYOUTS, dataset_path
+from sslt_core.errors import DatasetError
+from sslt_core.images import load_rgb
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 

@@ -13,7 +13,8 @@ import pickle
 import sys
 from pathlib import Path
 
-from transfer.checkpoints import SOURCE_NAMES, CheckpointError, read_encoder
+from sslt_core.checkpoints import SOURCE_NAMES, read_encoder
+from sslt_core.errors import CheckpointError
 from transfer.convert import ArchitectureError, detectron2_checkpoint, to_detectron2
 
 TOLERANCE = 1e-4

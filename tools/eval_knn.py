@@ -9,11 +9,10 @@ second evaluation of the same checkpoint on the same data reuses them.
 import argparse
 import sys
 
-from eval.datasets import DatasetError
 from eval.features import build_encoder, split_features
 from eval.knn import accuracy, knn_classify
-from transfer.checkpoints import CheckpointError
-from eval.atomic import write_json_atomic
+from sslt_core.atomic import write_json_atomic
+from sslt_core.errors import CheckpointError, DatasetError
 
 
 def main():

@@ -12,13 +12,11 @@ import argparse
 import sys
 from dataclasses import asdict
 
-import _no_shadow  # noqa: F401  (before any import of the pretrain package)
-
-from eval.atomic import write_json_atomic
-from eval.datasets import DatasetError, image_folder
 from eval.features import build_encoder, split_features
 from eval.linear import PROTOCOLS, adapted, linear_probe, train_transform
-from transfer.checkpoints import CheckpointError
+from sslt_core.atomic import write_json_atomic
+from sslt_core.datasets import image_folder
+from sslt_core.errors import CheckpointError, DatasetError
 
 
 def main():

@@ -9,8 +9,8 @@ import argparse
 import json
 import sys
 
-from eval.datasets import DatasetError
-from eval.demo_data import SIZES, make_demo_data
+from sslt_core.errors import DatasetError
+from sslt_demo.writer import SIZES, make_demo_data
 
 
 def main():

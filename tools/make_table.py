@@ -8,8 +8,8 @@ See eval/tables.py for the results format. Best value per column in bold, mean +
 import argparse
 import sys
 
-from eval.datasets import DatasetError
 from eval.tables import load_results, make_tables
+from sslt_core.errors import DatasetError
 
 
 def main():

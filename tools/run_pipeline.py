@@ -11,10 +11,8 @@ is 1 when anything failed.
 import argparse
 import sys
 
-import _no_shadow  # noqa: F401  (before any import of the pretrain package)
-from eval.datasets import DatasetError  # noqa: E402
-from eval.pipeline import run_pipeline  # noqa: E402
-from pretrain.config import ConfigError  # noqa: E402
+from sslt_core.errors import ConfigError, DatasetError
+from sslt_pipeline.pipeline import run_pipeline
 
 
 def main():

@@ -13,7 +13,7 @@ import sys
 
 from detectron2.engine import launch
 
-from eval.datasets import DatasetError
+from sslt_core.errors import DatasetError
 from transfer.finetune import FinetuneError, run_trials
 
 

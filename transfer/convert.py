@@ -15,13 +15,13 @@ from functools import lru_cache
 import torch
 import torchvision
 
+from sslt_core.errors import CheckpointError
+from sslt_core.resnets import RESNETS, resnet_structure
+
 RESNET50_BLOCKS = (3, 4, 6, 3)
-# (bottleneck blocks?, blocks per stage) -> torchvision constructor
-RESNETS = {(False, (2, 2, 2, 2)): "resnet18", (False, (3, 4, 6, 3)): "resnet34", (True, (3, 4, 6, 3)): "resnet50",
-           (True, (3, 4, 23, 3)): "resnet101", (True, (3, 8, 36, 3)): "resnet152"}
 
 
-class ArchitectureError(ValueError):
+class ArchitectureError(CheckpointError):
     """The weights are not those of an ImageNet ResNet-50."""
 
 
@@ -32,13 +32,6 @@ def resnet50_shapes():
         model = torchvision.models.resnet50()
     return {k: tuple(v.shape) for k, v in model.state_dict().items()
             if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
-
-
-def resnet_structure(state_dict):
-    """(bottleneck blocks?, blocks per stage) of a torchvision-named ResNet state dict."""
-    blocks = tuple(len({m.group(1) for k in state_dict if (m := re.match(rf"layer{n}\.(\d+)\.", k))})
-                   for n in range(1, 5))
-    return "layer1.0.conv3.weight" in state_dict, blocks
 
 
 def check_resnet50(state_dict):

@@ -1,7 +1,7 @@
 """detectron2 glue for the MoCo / SimSiam detection protocol (REFERENCE section 5).
 
 The one model change is MoCo's: a BN after res5 in the C4 ROI head. Datasets are registered from the roots
-that eval/datasets.py resolves; `demo_*` names are the generated demo data (tools/make_demo_data.py).
+that sslt_core/datasets.py resolves; `demo_*` names are the generated demo data (tools/make_demo_data.py).
 """
 import math
 import os
@@ -16,8 +16,7 @@ from detectron2.evaluation import PascalVOCDetectionEvaluator
 from detectron2.layers import get_norm
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, Res5ROIHeads
 
-from eval.datasets import dataset_path
-from eval.demo_shapes import CLASSES as DEMO_CLASSES
+from sslt_core.datasets import DEMO_CLASSES, dataset_path
 from transfer.detectron2_env import coco_evaluator
 
 

@@ -18,9 +18,10 @@ from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
-from transfer.checkpoints import CheckpointError, is_detectron2_checkpoint, load_file
+from sslt_core.atomic import write_json_atomic
+from sslt_core.checkpoints import is_detectron2_checkpoint, load_file
+from sslt_core.errors import CheckpointError
 from transfer.convert import detectron2_resnet50_names
-from eval.atomic import write_json_atomic
 from transfer.detection import DetectionTrainer, register_detection_sets, summarize_trials
 
 logger = logging.getLogger("transfer")
@@ -76,7 +77,7 @@ def build_config(config_file, opts, weights, output_dir, seed, world_size):
         raise FinetuneError(f"config {config_file} {' '.join(opts)}: {message}; {hint}") from None
     except FileNotFoundError as error:
         raise FinetuneError(f"config file not found: {error.filename}") from None
-    if cfg.SOLVER.IMS_PER_BATCH != batch and "SOLVER.BASE_LR" not in list(opts)[::2]:
+    if batch != cfg.SOLVER.IMS_PER_BATCH and "SOLVER.BASE_LR" not in list(opts)[::2]:
         # Linear scaling rule (Goyal et al. 2017), as the MoCo / SimSiam recipes state their lr at batch 16.
         cfg.SOLVER.BASE_LR = lr * cfg.SOLVER.IMS_PER_BATCH / batch
         notes.append(f"SOLVER.IMS_PER_BATCH {batch} -> {cfg.SOLVER.IMS_PER_BATCH}: SOLVER.BASE_LR scaled linearly "

@@ -6,10 +6,10 @@ import pytest
 import torch
 import torchvision
 
-from eval.datasets import DatasetError
 from eval.features import build_encoder, eval_transform, split_features
+from sslt_core.errors import DatasetError
 from tests.conftest import run_tool
-from tests.transfer.layouts import make_layout, random_resnet
+from tests.sslt_core.layouts import make_layout, random_resnet
 
 
 @pytest.fixture(scope="module")

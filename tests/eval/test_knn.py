@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from sklearn.neighbors import KNeighborsClassifier
 
-from eval.datasets import DatasetError
 from eval.knn import accuracy, knn_classify
+from sslt_core.errors import DatasetError
 
 
 def brute_force(train, labels, test, k, temperature, num_classes, uniform=False):

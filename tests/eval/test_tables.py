@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from eval.datasets import DatasetError
 from eval.tables import load_results, make_tables
+from sslt_core.errors import DatasetError
 from tests.conftest import run_tool
 
 FIXTURES = Path(__file__).parent / "fixtures"

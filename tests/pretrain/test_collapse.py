@@ -4,7 +4,7 @@ import importlib.util
 
 import pytest
 
-from eval.demo_data import make_demo_data
+from sslt_demo.writer import make_demo_data
 from tests.conftest import REPO
 
 

@@ -7,8 +7,15 @@ from torch import nn
 
 from pretrain.byol import byol_tau
 from pretrain.heads import ema_update, frozen_copy
-from pretrain.losses import (byol_regression, info_nce, negative_cosine, nt_xent, sinkhorn, softmax_cross_entropy,
-                             swapped_prediction)
+from pretrain.losses import (
+    byol_regression,
+    info_nce,
+    negative_cosine,
+    nt_xent,
+    sinkhorn,
+    softmax_cross_entropy,
+    swapped_prediction,
+)
 
 
 def cos(a, b):

@@ -6,10 +6,12 @@ import pytest
 import torch
 import torchvision
 
-from pretrain.config import ConfigError, load_config
+from pretrain.config import load_config
 from pretrain.train import METHODS, TrainingDiverged, train
+from sslt_core.errors import ConfigError
 from tests.conftest import run_tool
 from tests.pretrain.tiny import tiny_config
+
 
 def tiny_run(method, data, arch="resnet18", extra=()):
     return tiny_config(method, data, arch, extra)
@@ -74,5 +76,5 @@ def test_config_typos_and_bad_values_fail_with_the_valid_choices(tmp_path):
         load_config(None, ["method=dino"])
     with pytest.raises(ValueError, match="predictor='linear' is not one of"):
         METHODS["simsiam"][1](load_config(None, ["method=simsiam", "model.predictor=linear"]).model)
-    result = run_tool("tools/pretrain.py", "--config", "configs/pretrain/simsiam_demo.yaml", "train.epoch=3")
+    result = run_tool("tools/pretrain_net.py", "--config", "configs/pretrain/simsiam_demo.yaml", "train.epoch=3")
     assert result.returncode != 0 and "did you mean train.epochs" in result.stderr

@@ -20,7 +20,7 @@ WORLD = 2
 
 def torchrun(method, data, output_dir, *extra):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}",
-               "tools/pretrain.py", "--config", str(demo_preset(method)), "--data", str(data), "--output-dir",
+               "tools/pretrain_net.py", "--config", str(demo_preset(method)), "--data", str(data), "--output-dir",
                str(output_dir), "model.arch=resnet18", "train.image_size=32", "train.batch_size=16",
                "train.epochs=3", "train.workers=0", "train.knn_every=0", "train.log_every=1",
                "train.checkpoint_every=2", *QUEUE_IN_USE.get(method, ()), *extra]

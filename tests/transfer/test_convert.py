@@ -6,9 +6,9 @@ import torch
 import torchvision
 from detectron2.checkpoint import DetectionCheckpointer
 
+from sslt_core.checkpoints import read_encoder
 from tests.conftest import REPO, run_tool
-from tests.transfer.layouts import LAYOUTS, make_layout, random_resnet
-from transfer.checkpoints import read_encoder
+from tests.sslt_core.layouts import LAYOUTS, make_layout, random_resnet
 from transfer.convert import detectron2_name, to_detectron2
 from transfer.verify import compare_features
 

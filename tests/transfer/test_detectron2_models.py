@@ -10,7 +10,7 @@ from detectron2.data.datasets import load_coco_json, load_voc_instances
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 
-from eval.demo_shapes import CLASSES
+from sslt_demo.shapes import CLASSES
 
 MODELS = {
     "faster_rcnn_R_50_C4": ("COCO-Detection/faster_rcnn_R_50_C4_1x.yaml", "voc"),

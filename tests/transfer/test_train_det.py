@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests.conftest import REPO, run_tool
-from tests.transfer.layouts import random_resnet
+from tests.sslt_core.layouts import random_resnet
 from transfer.convert import to_detectron2
 from transfer.finetune import FinetuneError, build_config, run_trials
 
@@ -68,7 +68,7 @@ def test_two_trials_give_a_mean_and_std_and_a_rerun_resumes_from_what_is_done(co
 
 def test_changing_the_batch_scales_the_learning_rate_and_says_so(tmp_path):
     cfg, notes = build_config(REPO / "configs" / "voc07.yaml", ["SOLVER.IMS_PER_BATCH", "4"], "", tmp_path, 0, 1)
-    assert cfg.SOLVER.BASE_LR == pytest.approx(0.02 * 4 / 16)
+    assert pytest.approx(0.02 * 4 / 16) == cfg.SOLVER.BASE_LR
     assert any("BASE_LR scaled linearly 0.02 -> 0.005" in note for note in notes)
     assert cfg.MODEL.RESNETS.NORM == "BN" and any("SyncBN -> BN" in note for note in notes)
     cfg, _ = build_config(REPO / "configs" / "voc07.yaml", ["SOLVER.IMS_PER_BATCH", "4", "SOLVER.BASE_LR", "0.1"],

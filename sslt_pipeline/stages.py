@@ -1,4 +1,4 @@
-"""Resumable stages with a manifest: what the pipeline (eval/pipeline.py) is made of.
+"""Resumable stages with a manifest: what the pipeline (sslt_pipeline/pipeline.py) is made of.
 
 A stage has an id, a spec (everything its result depends on: config contents, overrides, the hashes of the
 stages it reads) and a function that writes into the stage's own folder. The manifest records each stage's
@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eval.atomic import write_json_atomic
+from sslt_core.atomic import write_json_atomic
 
 
 @dataclass

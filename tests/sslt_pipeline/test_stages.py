@@ -2,7 +2,7 @@
 and carry a failure to the stages that need it while the others go on."""
 import json
 
-from eval.stages import Stage, run_stages
+from sslt_pipeline.stages import Stage, run_stages
 
 
 class Recorder:

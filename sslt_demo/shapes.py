@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from pycocotools import mask as mask_utils
 
-CLASSES = ("circle", "triangle", "square", "star", "cross", "crescent", "arrow", "heart", "hourglass", "bolt")
+from sslt_core.datasets import DEMO_CLASSES as CLASSES
 
 
 def _circle(n=40):

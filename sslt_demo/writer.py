@@ -1,4 +1,4 @@
-"""Writing the generated demo data in the real datasets' layouts (see eval/datasets.py), atomically.
+"""Writing the generated demo data in the real datasets' layouts (see sslt_core/datasets.py), atomically.
 
     OUT/imagenet/{train,val}/<class>/*.jpg                               ImageFolder, one object per image
     OUT/VOC2007/{JPEGImages,Annotations,ImageSets/Main}   trainval/test   VOC XML, several objects, `difficult`
@@ -21,8 +21,8 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from eval.datasets import DatasetError
-from eval.demo_shapes import CLASSES, classification_image, render, sample_layout
+from sslt_core.errors import DatasetError
+from sslt_demo.shapes import CLASSES, classification_image, render, sample_layout
 
 GENERATOR_VERSION = 2  # bump when the drawing or the sizes change, so that old demo sets are regenerated
 JPEG_QUALITY = 90

@@ -7,8 +7,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from eval.atomic import write_bytes_atomic  # noqa: E402
 from eval.tables import linear_table, render, transfer_table  # noqa: E402
+from sslt_core.atomic import write_bytes_atomic  # noqa: E402
 
 
 def epoch_curves(pretrain_dir):

@@ -15,10 +15,10 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from torchvision.datasets import ImageFolder
 
-from eval import demo_data
-from eval.datasets import DatasetError
-from eval.demo_data import SIZES, make_demo_data
-from eval.demo_shapes import CLASSES, classification_image
+from sslt_core.errors import DatasetError
+from sslt_demo import writer as demo_data
+from sslt_demo.shapes import CLASSES, classification_image
+from sslt_demo.writer import SIZES, make_demo_data
 from transfer.detectron2_env import coco_evaluator
 
 SMALL = SIZES["small"]

@@ -6,7 +6,8 @@ import shutil
 import pytest
 from PIL import Image
 
-from eval.datasets import CorruptImageError, DatasetLayoutError, dataset_path, image_folder
+from sslt_core.datasets import dataset_path, image_folder
+from sslt_core.errors import CorruptImageError, DatasetLayoutError
 from tests.conftest import run_tool
 
 

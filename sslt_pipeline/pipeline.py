@@ -2,7 +2,7 @@
 
 For every method in the config, a random-init baseline and any external checkpoint:
 pretrain -> convert to detectron2 -> kNN and linear probe -> detection runs -> results; then the tables and a
-report. Each step is a stage of eval/stages.py: skipped when done and unchanged, resumed when interrupted,
+report. Each step is a stage of sslt_pipeline/stages.py: skipped when done and unchanged, resumed when interrupted,
 re-run with what depends on it when its inputs change.
 
     OUTPUT/manifest.json                 stage hashes and statuses
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import yaml
 
-from eval.atomic import write_bytes_atomic, write_json_atomic
-from eval.datasets import DatasetError
-from eval.stages import Stage, run_stages
+from sslt_core.atomic import write_bytes_atomic, write_json_atomic
+from sslt_core.errors import DatasetError
+from sslt_pipeline.stages import Stage, run_stages
 
 PIPELINE_KEYS = {"data_root", "demo_data", "image_size", "methods", "random_baseline", "external", "knn", "linear",
                  "detection", "eval_workers"}
@@ -74,7 +74,7 @@ def _weights(model, inputs):
 
 def _convert(model):
     def run(folder, inputs):
-        from transfer.checkpoints import read_encoder
+        from sslt_core.checkpoints import read_encoder
         from transfer.convert import detectron2_checkpoint, to_detectron2
 
         encoder = read_encoder(_weights(model, inputs))
@@ -113,8 +113,8 @@ def _knn(config, model):
 
 def _linear(config, model):
     def run(folder, inputs):
-        from eval.datasets import image_folder
         from eval.linear import PROTOCOLS, adapted, linear_probe, train_transform
+        from sslt_core.datasets import image_folder
 
         settings = config["linear"]
         encoder, splits, classes = _features(config, model, inputs, folder)
@@ -212,9 +212,9 @@ def model_results(model, entries, config):
 
 def run_pipeline(config_path, output_dir, log=print):
     """Run the whole pipeline; return the exit status (1 when any stage failed)."""
-    from eval.demo_data import make_demo_data
-    from eval.report import write_report
     from eval.tables import make_tables
+    from sslt_demo.writer import make_demo_data
+    from sslt_pipeline.report import write_report
 
     config = load_pipeline_config(config_path)
     output_dir = Path(output_dir)

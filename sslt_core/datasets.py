@@ -15,21 +15,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from sslt_core.errors import DatasetError, DatasetLayoutError
+from sslt_core.images import load_rgb
 
 ENV_VAR = "DETECTRON2_DATASETS"
-
-
-class DatasetError(ValueError):
-    """Bad dataset input; the message names the problem and the fix in one line."""
-
-
-class DatasetLayoutError(DatasetError):
-    pass
-
-
-class CorruptImageError(DatasetError):
-    pass
+# The generated demo data's categories (sslt_demo draws them; transfer registers its detection sets with them).
+DEMO_CLASSES = ("circle", "triangle", "square", "star", "cross", "crescent", "arrow", "heart", "hourglass", "bolt")
 
 
 @dataclass(frozen=True)
@@ -90,19 +81,6 @@ def dataset_path(name, root=None):
         f"{name}: {path} is {problem}; expected ROOT/{layout.describe()}, found in {base}: {_listing(base)}; "
         f"pass --data-root DIR or set {ENV_VAR} to the folder that holds {layout.folder}/"
     )
-
-
-def load_rgb(path):
-    """Decode an image file to RGB; a file that does not decode raises CorruptImageError naming it."""
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except FileNotFoundError:
-        raise DatasetError(f"image {path} does not exist; check the dataset root and its file lists") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise CorruptImageError(
-            f"cannot decode image {path} ({type(error).__name__}: {error}); delete or re-download that file"
-        ) from None
 
 
 def image_folder(name, split, root=None, transform=None):

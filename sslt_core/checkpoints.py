@@ -12,9 +12,7 @@ from pathlib import Path
 
 import torch
 
-
-class CheckpointError(ValueError):
-    """A file that cannot be read as a supported checkpoint; the message says what was found and the fix."""
+from sslt_core.errors import CheckpointError
 
 
 @dataclass(frozen=True)

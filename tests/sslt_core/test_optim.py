@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from pretrain.lars import LARC, LARS
+from sslt_core.optim import LARC, LARS
 
 ETA, LR, WD, MOMENTUM = 1e-3, 0.5, 1e-2, 0.9
 

@@ -1,8 +1,8 @@
 """Self-supervised pretraining of a ResNet encoder: SimCLR, MoCo v2, BYOL, SwAV or SimSiam.
 
-    python tools/pretrain.py --config configs/pretrain/simsiam_r50.yaml --data /datasets/imagenet
-    python tools/pretrain.py --config configs/pretrain/simsiam_demo.yaml --data data/demo model.stop_gradient=false
-    torchrun --nproc_per_node 8 tools/pretrain.py --config configs/pretrain/mocov2_r50.yaml --data /datasets/imagenet
+    python tools/pretrain_net.py --config configs/pretrain/simsiam_r50.yaml --data /datasets/imagenet
+    python tools/pretrain_net.py --config configs/pretrain/simsiam_demo.yaml --data data/demo model.stop_gradient=false
+    torchrun --nproc_per_node 8 tools/pretrain_net.py --config configs/pretrain/mocov2_r50.yaml --data /datasets/imagenet
 
 Writes OUTPUT/encoder.pth (a torchvision state dict with metadata; tools/convert_to_d2.py and the eval tools
 read it), checkpoints, metrics.jsonl and TensorBoard scalars. --resume continues from the last checkpoint.
@@ -10,10 +10,9 @@ read it), checkpoints, metrics.jsonl and TensorBoard scalars. --resume continues
 import argparse
 import sys
 
-import _no_shadow  # noqa: F401  (before any import of the pretrain package)
-from eval.datasets import DatasetError  # noqa: E402
-from pretrain.config import ConfigError, load_config  # noqa: E402
-from pretrain.train import TrainingDiverged, train  # noqa: E402
+from pretrain.config import load_config
+from pretrain.train import TrainingDiverged, train
+from sslt_core.errors import ConfigError, DatasetError
 
 
 def main():
