@@ -1,14 +1,14 @@
 """Frozen-encoder features of an ImageFolder split, cached on disk.
 
-The encoder comes from any checkpoint the converter reads (transfer/checkpoints.py), as a torchvision ResNet
+The encoder comes from any checkpoint the converter reads (sslt_core/checkpoints.py), as a torchvision ResNet
 without `fc`, in eval mode. Images go through the evaluation protocol: resize to crop/0.875, center crop
-(256 -> 224 on ImageNet). Features are cached as .npy next to a manifest (checkpoint hash, dataset, file
-list, transform), so a second evaluation of the same encoder on the same split reuses them.
+(256 -> 224 on ImageNet). Features are cached as .npz next to a manifest keyed by content (the checkpoint's
+sha256; the images' names, labels, sizes, mtimes and a sampled content hash, sslt_core/fingerprint.py; the
+transform), so a second evaluation of the same encoder on the same images reuses them.
 """
 import hashlib
 import io
 import json
-import os
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -18,43 +18,56 @@ import torchvision
 from torchvision import transforms
 from tqdm import tqdm
 
-from sslt_core.atomic import write_bytes_atomic, write_json_atomic
+from sslt_core.atomic import remove_orphans, write_bytes_atomic, write_json_atomic
 from sslt_core.checkpoints import read_encoder
-from sslt_core.errors import DatasetError
+from sslt_core.datasets import image_folder
+from sslt_core.errors import CheckpointError, DatasetError
+from sslt_core.fingerprint import file_digest, samples_fingerprint
 from sslt_core.images import CROP_RATIO, IMAGENET_MEAN, IMAGENET_STD
 from sslt_core.resnets import RESNETS, resnet_structure
+
+ARCHS = tuple(RESNETS.values())  # for the random-init baseline
 
 
 def resnet_arch(state_dict):
     """The torchvision constructor name for a torchvision-named ResNet state dict."""
     structure = resnet_structure(state_dict)
     if structure not in RESNETS:
-        raise DatasetError(f"unsupported ResNet: blocks per stage {structure[1]}; supported: "
-                           f"{', '.join(RESNETS.values())}")
+        raise CheckpointError(f"unsupported ResNet: blocks per stage {structure[1]}; supported: "
+                              f"{', '.join(RESNETS.values())}")
     return RESNETS[structure]
 
 
-def build_encoder(weights, arch="resnet50", seed=0):
+def build_encoder(weights, arch="resnet50", seed=0, trust=False):
     """(encoder, description): a torchvision ResNet with fc = Identity, in eval mode, frozen.
 
-    `weights` is a checkpoint path in any layout the converter reads, or "random" for the random-init baseline.
+    `weights` is a checkpoint path in any layout the converter reads (read without running its code unless
+    `trust`), or "random" for the random-init baseline (drawn from `seed`; the global RNG is left as it was).
     """
     if weights == "random":
-        torch.manual_seed(seed)
-        model, state_dict, source = getattr(torchvision.models, arch)(), None, f"random init (seed {seed})"
+        if arch not in ARCHS:
+            raise CheckpointError(f"unknown architecture {arch!r} for random init; choose one of {', '.join(ARCHS)}")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = getattr(torchvision.models, arch)()
+        source = f"random init (seed {seed})"
     else:
-        encoder = read_encoder(weights)
+        encoder = read_encoder(weights, trust=trust)
         state_dict = {k: v for k, v in encoder.state_dict.items() if not k.startswith("fc.")}
         arch = resnet_arch(state_dict)
         model, source = getattr(torchvision.models, arch)(), f"{encoder.source} checkpoint {weights}"
         if tuple(state_dict["conv1.weight"].shape[2:]) == (3, 3):  # CIFAR stem (solo-learn): 3x3 conv, no max-pool
             model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
             model.maxpool = torch.nn.Identity()
-        missing, unexpected = model.load_state_dict(state_dict, strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(state_dict, strict=False)
+        except RuntimeError as error:  # shapes of another width
+            detail = next((line.strip() for line in str(error).splitlines() if "size mismatch" in line), "")
+            raise CheckpointError(f"{weights}: weights do not fit torchvision's {arch} ({detail[:200]})") from None
         missing = [k for k in missing if not k.startswith("fc.") and not k.endswith("num_batches_tracked")]
         if missing or unexpected:
-            raise DatasetError(f"{weights}: weights do not fit {arch} (missing {missing[:2]}, unexpected "
-                               f"{unexpected[:2]})")
+            raise CheckpointError(f"{weights}: weights do not fit {arch} (missing {missing[:2]}, unexpected "
+                                  f"{unexpected[:2]})")
     model.fc = torch.nn.Identity()
     model.eval().requires_grad_(False)
     return model, f"{arch}, {source}"
@@ -67,22 +80,6 @@ def eval_transform(crop_size):
         transforms.ToTensor(),
         transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
     ])
-
-
-def file_digest(path, chunk=1 << 20):
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while block := file.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def dataset_fingerprint(dataset):
-    """A hash of an ImageFolder's samples: file names, labels and sizes."""
-    digest = hashlib.sha256()
-    for path, label in dataset.samples:
-        digest.update(f"{path}\t{label}\t{os.path.getsize(path)}\n".encode())
-    return digest.hexdigest()
 
 
 @torch.no_grad()
@@ -106,16 +103,18 @@ def cached_features(encoder, description, weights, dataset, split_name, crop_siz
     """extract_features, reusing cache_dir/<key>.npz when checkpoint, dataset and transform are unchanged."""
     manifest = {
         "weights": "random" if weights == "random" else str(Path(weights).resolve()),
-        "weights_sha256": description if weights == "random" else file_digest(weights),
+        "weights_sha256": description if weights == "random" else file_digest(weights),  # content, not path
         "encoder": description,
         "dataset": str(Path(dataset.root).resolve()),
         "split": split_name,
-        "samples_sha256": dataset_fingerprint(dataset),
+        "samples_sha256": samples_fingerprint(dataset.samples),
         "transform": repr(dataset.transform),
         "crop_size": crop_size,
     }
     key = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:20]
     cache_dir = Path(cache_dir)
+    if cache_dir.is_dir():
+        remove_orphans(cache_dir)  # temporary files of killed writes
     path = cache_dir / f"{split_name}-{key}.npz"
     if path.is_file():
         with np.load(path) as data:
@@ -145,8 +144,6 @@ def split_features(encoder, description, weights, data_root, crop_size=224, cach
                    splits=("train", "val"), **kwargs):
     """{split: (features, labels in the first split's class indices)}, the class names, and for each split
     whether it came from the cache."""
-    from sslt_core.datasets import image_folder
-
     datasets = {s: image_folder("imagenet", s, data_root, transform=eval_transform(crop_size)) for s in splits}
     for split, dataset in datasets.items():
         if len(dataset) == 0:

@@ -9,7 +9,7 @@ Banks are searched in chunks, so a bank larger than memory can be a numpy memmap
 import numpy as np
 import torch
 
-from sslt_core.errors import DatasetError
+from sslt_core.errors import ConfigError, DatasetError
 
 
 def normalize(features):
@@ -73,6 +73,10 @@ def knn_classify(train_features, train_labels, test_features, ks=(10, 20, 100, 2
                  num_classes=None, backend="faiss", weights="exp", **search_kwargs):
     """{k: class ranking [Q, num_classes]} for every k, from one search for max(ks) neighbours."""
     train_labels = np.asarray(train_labels, dtype=np.int64)
+    if not ks or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 for k in ks):
+        raise ConfigError(f"kNN needs k >= 1 neighbours, got {list(ks)}")
+    if not (temperature > 0 and np.isfinite(temperature)):
+        raise ConfigError(f"the kNN temperature must be > 0 (vote weights exp(s / T)), got {temperature}")
     if len(train_features) == 0 or len(test_features) == 0:
         raise DatasetError("kNN needs a non-empty training bank and test split; got "
                            f"{len(train_features)} training and {len(test_features)} test features")

@@ -18,6 +18,7 @@ from torchvision import transforms
 from tqdm import tqdm
 
 from eval.knn import accuracy
+from sslt_core.errors import ToolkitError
 from sslt_core.images import IMAGENET_MEAN, IMAGENET_STD
 from sslt_core.optim import LARS
 
@@ -41,9 +42,9 @@ PROTOCOLS = {
 
 def adapted(protocol, batch_size=None, epochs=None):
     """The protocol at another batch size (linear lr scaling) or length (milestones scaled with it)."""
-    if batch_size:
+    if batch_size is not None:
         protocol = replace(protocol, lr=protocol.lr * batch_size / protocol.batch_size, batch_size=batch_size)
-    if epochs:
+    if epochs is not None:
         milestones = tuple(round(m * epochs / protocol.epochs) for m in protocol.milestones)
         protocol = replace(protocol, epochs=epochs, milestones=milestones)
     return protocol
@@ -69,11 +70,15 @@ def bn_statistics(encoder):
     return {k: v.detach().clone() for k, v in encoder.state_dict().items() if "running" in k or "num_batches" in k}
 
 
+class LinearProbeDiverged(ToolkitError):
+    """A non-finite loss of the linear classifier."""
+
+
 def _classifier(dim, num_classes, seed):
-    torch.manual_seed(seed)
     layer = torch.nn.Linear(dim, num_classes)
-    layer.weight.data.normal_(0.0, 0.01)  # as in MoCo / SimSiam main_lincls.py
-    layer.bias.data.zero_()
+    with torch.no_grad():  # as in MoCo / SimSiam main_lincls.py; from its own generator, not the global RNG
+        layer.weight.normal_(0.0, 0.01, generator=torch.Generator().manual_seed(seed))
+        layer.bias.zero_()
     return layer
 
 
@@ -97,7 +102,7 @@ def train_linear(batches_per_epoch, dim, num_classes, protocol, seed=0, desc="li
                 group["lr"] = lr_at(protocol, epoch + step / len(batches))
             loss = torch.nn.functional.cross_entropy(layer(features), labels)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"linear probe loss is {loss.item()} at epoch {epoch}: lower the lr "
+                raise LinearProbeDiverged(f"linear probe loss is {loss.item()} at epoch {epoch}: lower the lr "
                                          f"(now {protocol.lr:g}) or use --protocol simsiam")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

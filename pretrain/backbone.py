@@ -1,9 +1,12 @@
 """The encoder: a torchvision ResNet without its classifier, so an exported encoder is a plain torchvision
 state dict (REFERENCE section 3) that tools/convert_to_d2.py and the eval tools read as it is."""
+from typing import Literal, get_args
+
 import torch
 import torchvision
 
-ARCHS = ("resnet50", "resnet18")
+Arch = Literal["resnet50", "resnet18"]
+ARCHS = get_args(Arch)
 
 
 def build_backbone(arch="resnet50", zero_init_residual=False):

@@ -9,18 +9,19 @@ import torch
 from torch import nn
 
 from pretrain.augment import BYOL_1, BYOL_2
-from pretrain.backbone import build_backbone
+from pretrain.backbone import Arch, build_backbone
 from pretrain.heads import ema_update, frozen_copy, mlp
 from pretrain.losses import byol_regression
 from pretrain.method import Method
+from sslt_core.config import PositiveInt, Probability
 
 
 @dataclass
 class BYOLConfig:
-    arch: str = "resnet50"
-    proj_hidden: int = 4096  # 4096-BN-ReLU-256 projector and predictor
-    proj_dim: int = 256
-    tau_base: float = 0.99  # 0.996 for 1000 epochs, 0.99 up to 300
+    arch: Arch = "resnet50"
+    proj_hidden: PositiveInt = 4096  # 4096-BN-ReLU-256 projector and predictor
+    proj_dim: PositiveInt = 256
+    tau_base: Probability = 0.99  # 0.996 for 1000 epochs, 0.99 up to 300
 
 
 def byol_tau(tau_base, step, total_steps):
@@ -28,6 +29,8 @@ def byol_tau(tau_base, step, total_steps):
 
 
 class BYOL(Method):
+    momentum_encoder = True
+
     def __init__(self, cfg: BYOLConfig):
         super().__init__()
         self.cfg = cfg

@@ -1,4 +1,5 @@
-"""Pretraining configs: dataclass defaults, a YAML of differences, `key=value` overrides; unknown keys fail.
+"""Pretraining configs: dataclass defaults, a YAML of differences, `section.key=value` overrides, every value
+type- and range-checked (sslt_core/config.py).
 
     method: simsiam
     train: {epochs: 100, batch_size: 512, base_lr: 0.05}
@@ -7,39 +8,52 @@
 Overrides on the command line: `train.epochs=2 model.stop_gradient=false`.
 """
 import dataclasses
-import difflib
 from dataclasses import dataclass, field
+from typing import Annotated, Literal
 
-import yaml
-
+from pretrain.methods import METHODS
+from sslt_core.config import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Range,
+    build,
+    parse_override,
+    read_yaml,
+    replace_value,
+    unknown_key,
+)
 from sslt_core.errors import ConfigError
 
 
 @dataclass
 class TrainConfig:
     data: str = ""  # ImageFolder root with train/ (and val/ for the kNN monitor), or a datasets root
-    image_size: int = 224  # crop size of the large views
-    epochs: int = 100
-    batch_size: int = 256  # global, over all processes
-    optimizer: str = "sgd"  # sgd | lars (BN and bias excluded from decay and adaptation) | larc (apex, all params)
-    base_lr: float = 0.05
-    lr_rule: str = "linear"  # linear: lr = base_lr * batch / 256 | sqrt: base_lr * sqrt(batch) | none
-    weight_decay: float = 1e-4
-    momentum: float = 0.9
-    warmup_epochs: float = 0.0  # linear warm-up, then cosine decay
-    warmup_start_lr: float = 0.0  # the warm-up's first lr, scaled by lr_rule like base_lr (SwAV: 0.3)
-    lr_schedule_unit: str = "step"  # step: the lr changes every step | epoch: once per epoch (MoCo, SimSiam)
-    final_lr: float = 0.0  # the cosine schedule's end (SwAV: 0.0048 at batch 4096)
-    workers: int = 8
-    seed: int = 0
-    sync_bn: bool = False  # SyncBatchNorm across GPUs (SimCLR's global BN, BYOL, SimSiam)
-    knn_every: int = 1  # epochs between kNN monitors on the val split (0: off)
-    knn_k: int = 20
-    knn_temperature: float = 0.07
-    checkpoint_every: int = 0  # steps between checkpoints (0: at the end of every epoch only)
-    max_steps: int = 0  # stop (with a checkpoint) after this many steps; 0: the whole schedule
-    log_every: int = 10  # steps between metric lines
-    precision: str = "auto"  # auto: bf16 autocast + channels_last on GPU, fp32 on CPU | fp32
+    image_size: Annotated[int, Range(min=32)] = 224  # crop size of the large views
+    epochs: PositiveInt = 100
+    batch_size: PositiveInt = 256  # global, over all processes
+    optimizer: Literal["sgd", "lars", "larc"] = "sgd"  # lars: BN and bias excluded; larc (apex): every parameter
+    base_lr: PositiveFloat = 0.05
+    lr_rule: Literal["linear", "sqrt", "none"] = "linear"  # lr = base_lr * batch / 256 | * sqrt(batch) | as is
+    weight_decay: NonNegativeFloat = 1e-4
+    momentum: Annotated[float, Range(min=0, max=0.9999)] = 0.9
+    warmup_epochs: NonNegativeFloat = 0.0  # linear warm-up, then cosine decay
+    warmup_start_lr: NonNegativeFloat = 0.0  # the warm-up's first lr, scaled by lr_rule like base_lr (SwAV: 0.3)
+    lr_schedule_unit: Literal["step", "epoch"] = "step"  # step: the lr changes every step | epoch: once per epoch
+    final_lr: NonNegativeFloat = 0.0  # the cosine schedule's end, scaled by lr_rule like base_lr (SwAV: 0.0048)
+    lr_in_momentum: bool = False  # lars/larc: mu <- m mu + lr u; w -= mu (TF's MomentumOptimizer, SimCLR's LARS)
+    workers: NonNegativeInt = 8
+    seed: NonNegativeInt = 0
+    sync_bn: bool = False  # SyncBatchNorm across GPUs (SimCLR's global BN, BYOL, SimSiam, SwAV)
+    sync_bn_group_size: NonNegativeInt = 0  # processes per SyncBN group; 0: all (SwAV's apex groups: 8)
+    knn_every: NonNegativeInt = 1  # epochs between kNN monitors on the val split (0: off)
+    knn_k: PositiveInt = 20
+    knn_temperature: PositiveFloat = 0.07
+    checkpoint_every: NonNegativeInt = 0  # steps between checkpoints (0: at the end of every epoch only)
+    max_steps: NonNegativeInt = 0  # stop (with a checkpoint) after this many steps; 0: the whole schedule
+    log_every: PositiveInt = 10  # steps between metric lines
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast + channels_last on a GPU, fp32 on a CPU
 
 
 @dataclass
@@ -52,62 +66,33 @@ class RunConfig:
         return {"method": self.method, "train": dataclasses.asdict(self.train), "model": dataclasses.asdict(self.model)}
 
 
-def _coerce(cls, key, value, where):
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    if key not in fields:
-        close = difflib.get_close_matches(key, fields, n=1)
-        hint = f"did you mean {where}.{close[0]}? " if close else ""
-        raise ConfigError(f"unknown config key {where}.{key}; {hint}valid: {', '.join(fields)}")
-    default = fields[key].default
-    kind = type(default) if default is not dataclasses.MISSING else str
-    if kind is bool:
-        if isinstance(value, str):
-            value = {"true": True, "false": False}.get(value.lower(), value)
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}.{key} must be true or false, got {value!r}")
-        return value
-    try:
-        return kind(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where}.{key} must be of type {kind.__name__}, got {value!r}") from None
+def _check_together(run):
+    """Rules that tie two values together."""
+    train = run.train
+    if train.warmup_epochs > train.epochs:
+        raise ConfigError(f"train.warmup_epochs {train.warmup_epochs} is longer than train.epochs {train.epochs}")
+    if train.lr_in_momentum and train.optimizer == "sgd":
+        raise ConfigError("train.lr_in_momentum is for train.optimizer lars or larc (torch's SGD keeps lr outside)")
 
 
-def _apply(instance, values, where):
-    if not isinstance(values, dict):
-        raise ConfigError(f"'{where}' must be a mapping of keys to values, got {values!r}")
-    for key, value in values.items():
-        setattr(instance, key, _coerce(type(instance), key, value, where))
-
-
-def load_config(path=None, overrides=(), methods=None):
+def load_config(path=None, overrides=()):
     """RunConfig from a YAML file (or none) and `section.key=value` overrides."""
-    if methods is None:
-        from pretrain.train import METHODS as methods
-    raw = {}
-    if path:
-        with open(path) as file:
-            raw = yaml.safe_load(file) or {}
-    unknown = set(raw) - {"method", "train", "model"}
-    if unknown:
-        raise ConfigError(f"unknown top-level config keys {sorted(unknown)} in {path}; valid: method, train, model")
-    pairs = []
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} must look like train.epochs=2 or model.stop_gradient=false")
-        key, value = item.split("=", 1)
-        pairs.append((key, yaml.safe_load(value) if value else value))
+    raw = read_yaml(path) if path else {}
+    for key in raw:
+        if key not in ("method", "train", "model"):
+            raise unknown_key(key, ("method", "train", "model"), "(top level)")
+    pairs = [parse_override(item) for item in overrides]
     method = next((v for k, v in pairs if k == "method"), raw.get("method"))
-    if method not in methods:
-        raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(methods)}")
-    config_cls = methods[method][0]
-    run = RunConfig(method=method, train=TrainConfig(), model=config_cls())
-    _apply(run.train, raw.get("train") or {}, "train")
-    _apply(run.model, raw.get("model") or {}, "model")
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    run = RunConfig(method=method, train=build(TrainConfig, raw.get("train"), "train"),
+                    model=build(METHODS[method][0], raw.get("model"), "model"))
     for key, value in pairs:
         if key == "method":
             continue
         section, _, name = key.partition(".")
-        if section not in ("train", "model"):
-            raise ConfigError(f"override {key}: the section must be train or model")
-        _apply(getattr(run, section), {name: value}, section)
+        if section not in ("train", "model") or not name:
+            raise ConfigError(f"override {key}={value}: the key must be train.<key> or model.<key>")
+        setattr(run, section, replace_value(getattr(run, section), name, value, section))
+    _check_together(run)
     return run

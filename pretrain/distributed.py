@@ -1,8 +1,8 @@
 """The few collective operations the losses and the training loop need, correct on one process as on many.
 
-Gradients must flow through a gather of embeddings (SimCLR's negatives): the functional all-gather sums the
-gradients that every rank's loss sends to a rank's slice; a plain all_gather would cut them, and a plain
-all_reduce scales them by 1/world_size (a trap seen in the reference libraries' issue trackers).
+Gradients must flow through a gather of embeddings (SimCLR's negatives): every rank's loss sends gradients to
+every rank's slice, and a rank's own slice must receive their sum. A plain all_gather cuts them, and a plain
+all_reduce scales them by 1/world_size (traps seen in the reference libraries' issue trackers).
 """
 import torch
 import torch.distributed as dist
@@ -16,14 +16,29 @@ def rank():
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather forward; backward: the sum over ranks of the gradient of the gathered tensor, this rank's rows
+    (the GatherLayer of SimCLR's and solo-learn's PyTorch ports, on the public collectives only)."""
+
+    @staticmethod
+    def forward(ctx, tensor):
+        parts = [torch.empty_like(tensor) for _ in range(world_size())]
+        dist.all_gather(parts, tensor.contiguous())
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        rows = grad.shape[0] // world_size()
+        return grad[rank() * rows:(rank() + 1) * rows]
+
+
 def gather_with_grad(tensor):
-    """Concatenation of `tensor` from every rank along dim 0, differentiable (gradients summed over ranks)."""
+    """Concatenation of `tensor` (the same shape on every rank) from every rank along dim 0, differentiable."""
     if world_size() == 1:
         return tensor
-    from torch.distributed._functional_collectives import all_gather_single
-
-    gathered = all_gather_single(tensor.contiguous(), 0, dist.group.WORLD)
-    return gathered.wait() if hasattr(gathered, "wait") else gathered
+    return _GatherWithGrad.apply(tensor)
 
 
 @torch.no_grad()

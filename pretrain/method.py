@@ -11,14 +11,17 @@ class Method(nn.Module):
 
     encoder: nn.Module
     view_recipes: tuple = ()
+    negative_pairs: bool = False  # SimSiam's Table 4 lists these two traits of every method
+    momentum_encoder: bool = False
 
     def param_groups(self):
         """Optimizer parameter groups; a group with fixed_lr=True keeps its initial lr (SimSiam's predictor)."""
         return [{"params": [p for p in self.parameters() if p.requires_grad]}]
 
-    def prepare(self, steps_per_epoch, global_batch):
+    def prepare(self, train_cfg, steps_per_epoch):
         """Called once the data and the number of processes are known (schedules given in epochs, queue sizes);
-        returns what it decided that the log must say."""
+        raises ConfigError for a training setting the method cannot run with; returns what it decided that the
+        log must say."""
         return []
 
     def before_optimizer_step(self, step):

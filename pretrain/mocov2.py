@@ -12,26 +12,30 @@ import torch.nn.functional as F
 from torch import nn
 
 from pretrain.augment import MOCO_V2
-from pretrain.backbone import build_backbone
+from pretrain.backbone import Arch, build_backbone
 from pretrain.distributed import gather_no_grad, rank, world_size
 from pretrain.heads import ema_update, frozen_copy, mlp
 from pretrain.losses import info_nce
 from pretrain.method import Method
 from pretrain.shuffle_bn import key_order, split_batch_norms
+from sslt_core.config import PositiveFloat, PositiveInt, Probability
+from sslt_core.errors import ConfigError
 
 
 @dataclass
 class MoCoV2Config:
-    arch: str = "resnet50"
-    proj_hidden: int = 2048  # 2048-ReLU-128, no BN
-    proj_dim: int = 128
-    queue_size: int = 65536
-    momentum: float = 0.999
-    temperature: float = 0.2
-    bn_splits: int = 8  # one process: BN over 8 sub-batches, keys shuffled (the official notebook); 1: off
+    arch: Arch = "resnet50"
+    proj_hidden: PositiveInt = 2048  # 2048-ReLU-128, no BN
+    proj_dim: PositiveInt = 128
+    queue_size: PositiveInt = 65536
+    momentum: Probability = 0.999
+    temperature: PositiveFloat = 0.2
+    bn_splits: PositiveInt = 8  # one process: BN over 8 sub-batches, keys shuffled (the official notebook); 1: off
 
 
 class MoCoV2(Method):
+    negative_pairs, momentum_encoder = True, True
+
     def __init__(self, cfg: MoCoV2Config):
         super().__init__()
         self.cfg = cfg
@@ -45,9 +49,13 @@ class MoCoV2(Method):
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
         self.view_recipes = (MOCO_V2, MOCO_V2)
 
-    def prepare(self, steps_per_epoch, global_batch):
+    def prepare(self, train_cfg, steps_per_epoch):
+        global_batch = train_cfg.batch_size
+        if train_cfg.sync_bn and world_size() > 1:
+            raise ConfigError("mocov2 shuffles BN across processes; train.sync_bn would give keys and queries the "
+                              "statistics of the same global batch (the leak shuffle BN prevents): set it to false")
         if self.cfg.queue_size % global_batch:
-            raise ValueError(f"mocov2: model.queue_size {self.cfg.queue_size} must be a multiple of the global batch "
+            raise ConfigError(f"mocov2: model.queue_size {self.cfg.queue_size} must be a multiple of the global batch "
                              f"{global_batch}")
         if world_size() > 1:
             return [f"mocov2: shuffle BN across {world_size()} processes (model.bn_splits is for one process)"]

@@ -8,6 +8,8 @@ key batch before the key encoder, so that a key's BN statistics come from other 
 import torch
 from torch import nn
 
+from sslt_core.errors import ConfigError
+
 
 class SplitBatchNorm(nn.BatchNorm2d):
     """BatchNorm2d whose training statistics are computed over `num_splits` interleaved sub-batches: sample n
@@ -57,7 +59,7 @@ def key_order(batch, num_splits, generator=None, attempts=100):
     A plain random permutation, as in the official notebook; the rare permutation that reproduces a query
     sub-batch is drawn again."""
     if batch % num_splits or batch // num_splits < 2:
-        raise ValueError(f"mocov2: shuffle BN splits the batch of {batch} into {num_splits} sub-batches of at least "
+        raise ConfigError(f"mocov2: shuffle BN splits the batch of {batch} into {num_splits} sub-batches of at least "
                          "2 images; set model.bn_splits to a divisor of the per-process batch that leaves >= 2")
     queries = set(sub_batches(torch.arange(batch), num_splits))
     for _ in range(attempts):

@@ -5,21 +5,24 @@ As in the official TF code (v1): the projector's output goes through a BN with a
 from dataclasses import dataclass
 
 from pretrain.augment import SIMCLR
-from pretrain.backbone import build_backbone
+from pretrain.backbone import Arch, build_backbone
 from pretrain.heads import mlp
 from pretrain.losses import nt_xent
 from pretrain.method import Method
+from sslt_core.config import PositiveFloat, PositiveInt
 
 
 @dataclass
 class SimCLRConfig:
-    arch: str = "resnet50"
-    proj_hidden: int = 2048  # 2048-BN-ReLU-128-BN(scale only)
-    proj_dim: int = 128
-    temperature: float = 0.1  # 0.5 for small data (SimCLR B.9)
+    arch: Arch = "resnet50"
+    proj_hidden: PositiveInt = 2048  # 2048-BN-ReLU-128-BN(scale only)
+    proj_dim: PositiveInt = 128
+    temperature: PositiveFloat = 0.1  # 0.5 for small data (SimCLR B.9)
 
 
 class SimCLR(Method):
+    negative_pairs = True
+
     def __init__(self, cfg: SimCLRConfig):
         super().__init__()
         self.cfg = cfg

@@ -1,43 +1,39 @@
 """SimSiam (Chen & He 2021): symmetric negative cosine D(p1, stopgrad(z2))/2 + D(p2, stopgrad(z1))/2, with the
 paper's ablations as config keys (sec. 4 and 5)."""
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 
 from pretrain.augment import MOCO_V2
-from pretrain.backbone import build_backbone
+from pretrain.backbone import Arch, build_backbone
 from pretrain.heads import SIMSIAM_BN, ema_update, frozen_copy, mlp
 from pretrain.losses import negative_cosine, softmax_cross_entropy
 from pretrain.method import Method
+from sslt_core.config import PositiveInt, Probability
 
 
 @dataclass
 class SimSiamConfig:
-    arch: str = "resnet50"
-    proj_dim: int = 2048  # 3-layer projector, 2048 wide (sec. 3)
-    pred_hidden: int = 512  # bottleneck predictor 2048-512-2048
+    arch: Arch = "resnet50"
+    proj_dim: PositiveInt = 2048  # 3-layer projector, 2048 wide (sec. 3)
+    pred_hidden: PositiveInt = 512  # bottleneck predictor 2048-512-2048
     stop_gradient: bool = True  # False: collapses (Fig. 2)
-    predictor: str = "mlp_fixed_lr"  # mlp (lr decayed, 67.7) | mlp_fixed_lr (68.1) | none (0.1) | fixed_random (1.5)
-    bn: str = "default"  # none | hidden | default | all (Table 4)
-    similarity: str = "cosine"  # cosine (68.1) | cross_entropy (63.2) (sec. 4.4)
-    loss: str = "symmetric"  # symmetric (68.1) | asymmetric (64.8) | asymmetric_2x (67.3), sec. 4.6
-    target: str = "online"  # online | k_steps (targets from a network refreshed every k steps) | moving_average
-    target_k: int = 1  # k for target=k_steps (sec. 5: 1, 10, 100 steps or an epoch)
-    target_momentum: float = 0.99  # for target=moving_average
-
-
-CHOICES = {"predictor": ("mlp", "mlp_fixed_lr", "none", "fixed_random"), "bn": tuple(SIMSIAM_BN),
-           "similarity": ("cosine", "cross_entropy"), "loss": ("symmetric", "asymmetric", "asymmetric_2x"),
-           "target": ("online", "k_steps", "moving_average")}
+    # mlp (lr decayed, 67.7) | mlp_fixed_lr (68.1) | none (0.1) | fixed_random (1.5)
+    predictor: Literal["mlp", "mlp_fixed_lr", "none", "fixed_random"] = "mlp_fixed_lr"
+    bn: Literal["none", "hidden", "default", "all"] = "default"  # Table 4: BN on the heads
+    similarity: Literal["cosine", "cross_entropy"] = "cosine"  # cosine (68.1) | cross_entropy (63.2), sec. 4.4
+    loss: Literal["symmetric", "asymmetric", "asymmetric_2x"] = "symmetric"  # 68.1 | 64.8 | 67.3, sec. 4.6
+    # online | k_steps (targets from a network refreshed every k steps) | moving_average (sec. 5)
+    target: Literal["online", "k_steps", "moving_average"] = "online"
+    target_k: PositiveInt = 1  # k for target=k_steps (sec. 5: 1, 10, 100 steps or an epoch)
+    target_momentum: Probability = 0.99  # for target=moving_average
 
 
 class SimSiam(Method):
     def __init__(self, cfg: SimSiamConfig):
         super().__init__()
-        for key, allowed in CHOICES.items():
-            if getattr(cfg, key) not in allowed:
-                raise ValueError(f"simsiam: {key}={getattr(cfg, key)!r} is not one of {', '.join(allowed)}")
         self.cfg = cfg
         self.encoder, dim = build_backbone(cfg.arch, zero_init_residual=True)
         proj_hidden, proj_last, pred_hidden, pred_last = SIMSIAM_BN[cfg.bn]

@@ -13,26 +13,30 @@ import torch.nn.functional as F
 from torch import nn
 
 from pretrain.augment import SWAV_LARGE, SWAV_SMALL
-from pretrain.backbone import build_backbone
+from pretrain.backbone import Arch, build_backbone
 from pretrain.distributed import world_size
 from pretrain.heads import mlp
 from pretrain.losses import collapse_level, sinkhorn, swapped_prediction
 from pretrain.method import Method
+from sslt_core.config import NonNegativeInt, PositiveFloat, PositiveInt
+from sslt_core.errors import ConfigError
 
 
 @dataclass
 class SwAVConfig:
-    arch: str = "resnet50"
-    proj_hidden: int = 2048  # 2048-BN-ReLU-128, l2-normalised
-    proj_dim: int = 128
-    prototypes: int = 3000
-    temperature: float = 0.1
-    epsilon: float = 0.05
-    sinkhorn_iterations: int = 3
-    small_crops: int = 6  # 2 x 224 + 6 x 96
-    queue_length: int = 3840  # global, rounded down to a multiple of the global batch (0 at batch 4096); 0: none
-    queue_start_epoch: int = 15  # the queue fills and is used from this epoch on
-    freeze_prototypes_steps: int = 313  # prototypes get no update during the first steps (about 1 epoch at 4096)
+    arch: Arch = "resnet50"
+    proj_hidden: PositiveInt = 2048  # 2048-BN-ReLU-128, l2-normalised
+    proj_dim: PositiveInt = 128
+    prototypes: PositiveInt = 3000
+    temperature: PositiveFloat = 0.1
+    epsilon: PositiveFloat = 0.05
+    sinkhorn_iterations: PositiveInt = 3
+    small_crops: NonNegativeInt = 6  # 2 x 224 + 6 x 96
+    # Global, rounded down to a multiple of the global batch as main_swav does; 0: none. The batch-256 scripts use
+    # 3840 from epoch 15; the batch-4096 script none.
+    queue_length: NonNegativeInt = 0
+    queue_start_epoch: NonNegativeInt = 15  # the queue fills and is used from this epoch on
+    freeze_prototypes_steps: NonNegativeInt = 313  # prototypes get no update during the first steps (about 1 epoch at 4096)
 
 
 class SwAV(Method):
@@ -48,7 +52,8 @@ class SwAV(Method):
         self.queue_per_rank, self.queue_start_step = 0, 0
         self.view_recipes = (SWAV_LARGE, SWAV_LARGE) + (SWAV_SMALL,) * cfg.small_crops
 
-    def prepare(self, steps_per_epoch, global_batch):
+    def prepare(self, train_cfg, steps_per_epoch):
+        global_batch = train_cfg.batch_size
         self.queue_start_step = self.cfg.queue_start_epoch * steps_per_epoch
         # main_swav.py: queue_length -= queue_length % (batch_size * world_size); each rank keeps 1/world of it.
         length = self.cfg.queue_length - self.cfg.queue_length % global_batch
@@ -100,6 +105,10 @@ class SwAV(Method):
 
     def load_rank_state(self, state):
         queue = state.get("queue")
+        if queue is not None and queue.shape[1] != self.queue_per_rank:
+            raise ConfigError(f"swav: the checkpoint's queue holds {queue.shape[1]} embeddings per process, this run "
+                              f"{self.queue_per_rank} (model.queue_length or the batch changed); resume with the "
+                              "settings that wrote it")
         self.queue = None if queue is None else queue.to(self.step.device)
 
     def collapse_warning(self, epoch_loss, output_std, dim):

@@ -1,10 +1,12 @@
 """The one pretraining loop, for every method in METHODS; one process or torchrun's many.
 
-    OUTPUT/config.yaml       the resolved config
-    OUTPUT/checkpoint.pth    everything an exact resume needs (written atomically)
-    OUTPUT/encoder.pth       the exported encoder: {"ssl_transfer": metadata, "encoder": torchvision state dict}
-    OUTPUT/metrics.jsonl     one JSON line per logged step and per epoch (loss, output std, kNN accuracy)
-    OUTPUT/tensorboard/      the same scalars for TensorBoard
+    OUTPUT/config.yaml          the resolved config
+    OUTPUT/checkpoint.pth       everything an exact resume needs (written atomically; read back weights-only)
+    OUTPUT/encoder.safetensors  the exported encoder: a torchvision state dict, metadata {"ssl_transfer": JSON}
+    OUTPUT/metrics.jsonl        one JSON line per logged step and per epoch (loss, output std, kNN accuracy)
+    OUTPUT/log.txt              what the run decided on its own (precision, queue sizes, shuffle BN), warnings
+    OUTPUT/tensorboard/         the same scalars for TensorBoard
+    OUTPUT/.lock                held while the run lives (sslt_core/lock.py)
 """
 import io
 import json
@@ -15,6 +17,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
+import safetensors.torch
 import torch
 import yaml
 from tqdm import tqdm
@@ -23,41 +26,25 @@ from eval.features import split_features
 from eval.knn import accuracy, knn_classify
 from pretrain import distributed
 from pretrain.augment import MultiView, SeededViews
-from pretrain.byol import BYOL, BYOLConfig
 from pretrain.method import output_std
-from pretrain.mocov2 import MoCoV2, MoCoV2Config
-from pretrain.simclr import SimCLR, SimCLRConfig
-from pretrain.simsiam import SimSiam, SimSiamConfig
-from pretrain.swav import SwAV, SwAVConfig
+from pretrain.methods import build_method
 from sslt_core.atomic import write_bytes_atomic
 from sslt_core.datasets import dataset_path, image_folder
+from sslt_core.errors import CheckpointError, ConfigError, OutputError, ToolkitError
+from sslt_core.lock import OutputLock
 from sslt_core.optim import LARC, LARS
-
-METHODS = {
-    "simclr": (SimCLRConfig, SimCLR),
-    "mocov2": (MoCoV2Config, MoCoV2),
-    "byol": (BYOLConfig, BYOL),
-    "swav": (SwAVConfig, SwAV),
-    "simsiam": (SimSiamConfig, SimSiam),
-}
-# What the linear-classification table lists per method (SimSiam Table 4).
-METHOD_TRAITS = {"simclr": (True, False), "mocov2": (True, True), "byol": (False, True), "swav": (False, False),
-                 "simsiam": (False, False)}  # (negative pairs, momentum encoder)
+from sslt_core.safe_load import load_file
 
 
-class TrainingDiverged(RuntimeError):
-    pass
-
-
-def build_method(run):
-    return METHODS[run.method][1](run.model)
+class TrainingDiverged(ToolkitError):
+    """A non-finite loss: the run stops with the last good checkpoint kept."""
 
 
 def lr_scale(train_cfg):
     """The factor of the lr rule at this batch size: batch/256 (linear), sqrt(batch) or 1."""
     rule = {"linear": train_cfg.batch_size / 256, "sqrt": math.sqrt(train_cfg.batch_size), "none": 1.0}
     if train_cfg.lr_rule not in rule:
-        raise ValueError(f"train.lr_rule must be one of {', '.join(rule)}")
+        raise ConfigError(f"train.lr_rule must be one of {', '.join(rule)}")
     return rule[train_cfg.lr_rule]
 
 
@@ -68,7 +55,8 @@ def learning_rate(train_cfg):
 def lr_at(train_cfg, step, steps_per_epoch):
     """Linear warm-up from warmup_start_lr, then cosine decay to final_lr, evaluated every step or (MoCo, SimSiam:
     `adjust_learning_rate` once per epoch) at the start of each epoch."""
-    peak, start = learning_rate(train_cfg), train_cfg.warmup_start_lr * lr_scale(train_cfg)
+    scale = lr_scale(train_cfg)
+    peak, start, final = train_cfg.base_lr * scale, train_cfg.warmup_start_lr * scale, train_cfg.final_lr * scale
     warmup = train_cfg.warmup_epochs * steps_per_epoch
     total = train_cfg.epochs * steps_per_epoch
     if step < warmup:
@@ -76,7 +64,7 @@ def lr_at(train_cfg, step, steps_per_epoch):
     if train_cfg.lr_schedule_unit == "epoch":
         step = step // steps_per_epoch * steps_per_epoch
     progress = (step - warmup) / max(total - warmup, 1)
-    return train_cfg.final_lr + (peak - train_cfg.final_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+    return final + (peak - final) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "lars": LARS, "larc": LARC}
@@ -88,9 +76,10 @@ def build_optimizer(method, train_cfg):
     for group in groups:
         group["lr"] = group["initial_lr"] = peak
     if train_cfg.optimizer not in OPTIMIZERS:
-        raise ValueError(f"train.optimizer must be one of {', '.join(OPTIMIZERS)}, got {train_cfg.optimizer!r}")
+        raise ConfigError(f"train.optimizer must be one of {', '.join(OPTIMIZERS)}, got {train_cfg.optimizer!r}")
+    extra = {"lr_in_momentum": train_cfg.lr_in_momentum} if train_cfg.optimizer != "sgd" else {}
     return OPTIMIZERS[train_cfg.optimizer](groups, lr=peak, weight_decay=train_cfg.weight_decay,
-                                           momentum=train_cfg.momentum)
+                                           momentum=train_cfg.momentum, **extra)
 
 
 class EpochSampler(torch.utils.data.Sampler):
@@ -131,6 +120,12 @@ def _save(path, obj):
     write_bytes_atomic(path, buffer.getvalue())
 
 
+def export_encoder(path, encoder, metadata):
+    """The encoder as safetensors: tensors and a JSON string, nothing that needs a pickle to read."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
+    write_bytes_atomic(path, safetensors.torch.save(tensors, metadata={"ssl_transfer": json.dumps(metadata)}))
+
+
 def _metadata(run, step, epoch):
     return {"method": run.method, "arch": run.model.arch, "epochs": run.train.epochs, "epochs_done": epoch,
             "steps": step, "config": run.to_dict()}
@@ -148,6 +143,31 @@ def knn_monitor(encoder, data, image_size, k, temperature, device):
     (bank_x, bank_y), (query_x, query_y) = splits["train"], splits["val"]
     rankings = knn_classify(bank_x, bank_y, query_x, (k,), temperature, len(classes), backend="torch")
     return accuracy(rankings[k], query_y)["top1"]
+
+
+def precision_setup(device, precision):
+    """(autocast context, channels_last?, what to say in the log) for train.precision on this device."""
+    if precision == "auto":
+        if device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16), True, "precision auto: bf16 autocast with " \
+                "channels_last on the GPU"
+        return nullcontext(), False, "precision auto: fp32 on the CPU (train.precision=bf16 runs bf16 autocast there)"
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16), device.type == "cuda", \
+            f"precision bf16: bf16 autocast on the {device.type.upper()}"
+    return nullcontext(), False, "precision fp32"
+
+
+def sync_bn_group(train_cfg, world):
+    """The process group of SyncBN: all processes, or consecutive groups of train.sync_bn_group_size (as apex's
+    create_syncbn_process_group, which SwAV's batch-4096 run uses with 8 GPUs per group)."""
+    size = train_cfg.sync_bn_group_size
+    if size in (0, world):
+        return None
+    if world % size:
+        raise ConfigError(f"train.sync_bn_group_size {size} must divide the {world} processes")
+    group, _ = torch.distributed.new_subgroups(size)
+    return group
 
 
 def setup_distributed():
@@ -176,16 +196,29 @@ def _say(output_dir, message):
         file.write(message + "\n")
 
 
-def _load_checkpoint(path, method, optimizer, world):
-    """Restore model, optimizer, this rank's state and RNG; return (step, partial-epoch monitors)."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    ranks = state.get("ranks")
-    if ranks is None or len(ranks) != world:
-        found = "no per-process state" if ranks is None else f"{len(ranks)} processes"
-        raise ValueError(f"{path} was written by {found}; this run has {world}: resume with the same number of "
-                         "processes, or start a new --output-dir")
-    method.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+def _load_checkpoint(path, run, method, optimizer, world):
+    """Restore model, optimizer, this rank's state and RNG; return (step, partial-epoch monitors).
+    The checkpoint is read weights-only: a file planted in the output folder cannot run code."""
+    state = load_file(path)
+    keys = ("ssl_transfer", "model", "optimizer", "step", "ranks", "partial_epoch")
+    if not isinstance(state, dict) or any(k not in state for k in keys):
+        raise CheckpointError(f"{path} is not a pretraining checkpoint of this toolkit (it lacks "
+                              f"{[k for k in keys if k not in state] if isinstance(state, dict) else keys}); "
+                              "choose another --output-dir")
+    if state["ssl_transfer"].get("method") != run.method:
+        raise CheckpointError(f"{path} is a {state['ssl_transfer'].get('method')} checkpoint; this run is "
+                              f"{run.method}: choose another --output-dir")
+    ranks = state["ranks"]
+    if len(ranks) != world:
+        raise CheckpointError(f"{path} was written by {len(ranks)} processes; this run has {world}: resume with the "
+                              "same number of processes, or start a new --output-dir")
+    try:
+        method.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as error:
+        detail = next((line.strip() for line in str(error).splitlines() if line.strip()), "")[:200]
+        raise CheckpointError(f"{path} does not fit this run's model or optimizer ({detail}); resume with the "
+                              "config that wrote it, or choose another --output-dir") from None
     mine = ranks[distributed.rank()]
     method.load_rank_state(mine["method"])
     _set_rng_state(mine["rng"])
@@ -193,20 +226,26 @@ def _load_checkpoint(path, method, optimizer, world):
 
 
 def train(run, output_dir, resume=False, progress=True):
-    """Pretrain `run` (a RunConfig) into `output_dir`; return the last epoch's metrics."""
+    """Pretrain `run` (a RunConfig) into `output_dir`, which it locks; return the last epoch's metrics."""
+    lock = OutputLock(output_dir).acquire() if distributed.rank() == 0 else None
+    try:
+        if lock and lock.note():
+            _say(Path(output_dir), lock.note())
+        return _train(run, Path(output_dir), resume, progress)
+    finally:
+        if lock:
+            lock.release()
+
+
+def _train(run, output_dir, resume, progress):
     cfg = run.train
     device, local_rank = setup_distributed()
     world, is_main = distributed.world_size(), distributed.rank() == 0
-    output_dir = Path(output_dir)
     checkpoint_path = output_dir / "checkpoint.pth"
     if cfg.batch_size % world:
-        raise ValueError(f"train.batch_size {cfg.batch_size} must divide among {world} processes")
-    if is_main:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        if checkpoint_path.exists() and not resume:
-            raise FileExistsError(f"{checkpoint_path} exists: pass --resume to continue it, or choose another "
-                                  "--output-dir")
-        (output_dir / "config.yaml").write_text(yaml.safe_dump(run.to_dict(), sort_keys=False))
+        raise ConfigError(f"train.batch_size {cfg.batch_size} must divide among {world} processes")
+    if is_main and checkpoint_path.exists() and not resume:
+        raise OutputError(f"{checkpoint_path} exists: pass --resume to continue it, or choose another --output-dir")
 
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     method = build_method(run)
@@ -215,26 +254,28 @@ def train(run, output_dir, resume=False, progress=True):
     sampler = EpochSampler(len(dataset), cfg.batch_size // world, cfg.seed)
     steps_per_epoch = sampler.batches_per_epoch()
     if steps_per_epoch == 0:
-        raise ValueError(f"{len(dataset)} training images make no full batch of {cfg.batch_size}; lower "
+        raise ConfigError(f"{len(dataset)} training images make no full batch of {cfg.batch_size}; lower "
                          "train.batch_size")
-    notes = method.prepare(steps_per_epoch, cfg.batch_size)
-    if is_main:
-        for note in notes:
-            _say(output_dir, note)
+    autocast, channels_last, precision_note = precision_setup(device, cfg.precision)
+    notes = [precision_note] + method.prepare(cfg, steps_per_epoch)
+    if cfg.sync_bn and world == 1:
+        notes.append("train.sync_bn: plain BN on one process")
     total_steps = cfg.epochs * steps_per_epoch
-    gpu = device.type == "cuda" and cfg.precision == "auto"
-    method = method.to(device, memory_format=torch.channels_last if gpu else torch.preserve_format)
+    method = method.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     if cfg.sync_bn and world > 1:
-        method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
+        method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method, process_group=sync_bn_group(cfg, world))
     optimizer = build_optimizer(method, cfg)
     step, partial_epoch = 0, ([], [])
     if resume and checkpoint_path.exists():
-        step, partial_epoch = _load_checkpoint(checkpoint_path, method, optimizer, world)
+        step, partial_epoch = _load_checkpoint(checkpoint_path, run, method, optimizer, world)
+    if is_main:  # written once the checkpoint (if any) is known to fit
+        write_bytes_atomic(output_dir / "config.yaml", yaml.safe_dump(run.to_dict(), sort_keys=False).encode())
+        for note in notes:
+            _say(output_dir, note)
     model = method
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
             method, device_ids=[local_rank] if device.type == "cuda" else None)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if gpu else nullcontext()
     writer = None
     if is_main:
         from torch.utils.tensorboard import SummaryWriter
@@ -270,7 +311,8 @@ def train(run, output_dir, resume=False, progress=True):
             sampler.epoch = dataset.epoch = epoch
             sampler.skip_batches = step - epoch * steps_per_epoch
             loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size // world, sampler=sampler,
-                                                 num_workers=cfg.workers, drop_last=True, pin_memory=gpu,
+                                                 num_workers=cfg.workers, drop_last=True,
+                                                 pin_memory=device.type == "cuda",
                                                  generator=torch.Generator().manual_seed(cfg.seed + epoch))
             model.train()
             losses, stds = partial_epoch  # the monitors of an epoch interrupted part way
@@ -279,7 +321,7 @@ def train(run, output_dir, resume=False, progress=True):
                        leave=False)
             for views, _ in bar:
                 views = [v.to(device, non_blocking=True) for v in views]
-                if gpu:
+                if channels_last:
                     views = [v.contiguous(memory_format=torch.channels_last) for v in views]
                 lr = lr_at(cfg, step, steps_per_epoch)
                 for group in optimizer.param_groups:
@@ -324,8 +366,7 @@ def train(run, output_dir, resume=False, progress=True):
             if cfg.max_steps and step >= cfg.max_steps:
                 return last
         if is_main:
-            _save(output_dir / "encoder.pth", {"ssl_transfer": _metadata(run, step, cfg.epochs),
-                                               "encoder": method.encoder.state_dict()})
+            export_encoder(output_dir / "encoder.safetensors", method.encoder, _metadata(run, step, cfg.epochs))
         return last
     finally:
         if is_main:

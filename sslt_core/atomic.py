@@ -1,19 +1,67 @@
-"""Atomic writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic writes: a reader sees the old file or the new one, never half of one.
+
+A write goes to `.STEM.tmp-HOST-PID.SUFFIX` beside the target (the suffix kept: detectron2 tells formats by it)
+and is renamed over it. A process killed mid-write leaves
+that temporary file behind; `remove_orphans` deletes the ones whose writer is gone, and every run that takes an
+output folder (sslt_core/lock.py) calls it there.
+"""
 import json
 import os
+import socket
+from contextlib import contextmanager
 from pathlib import Path
+
+TMP_MARK = ".tmp-"
+
+
+@contextmanager
+def atomic_path(path):
+    """with atomic_path(target) as tmp: write tmp (and read it back if needed); on success it replaces target,
+    on any error it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}{TMP_MARK}{socket.gethostname()}-{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_bytes_atomic(path, data):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as file:
+    with atomic_path(path) as tmp, open(tmp, "wb") as file:
         file.write(data)
         file.flush()
         os.fsync(file.fileno())
-    os.replace(tmp, path)
 
 
 def write_json_atomic(path, data):
     write_bytes_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
+
+
+def _writer_is_gone(name):
+    """True when the temporary file `name` was written by a process of this host that no longer runs."""
+    owner = name.rsplit(TMP_MARK, 1)[-1]
+    host, _, pid = owner.rpartition("-")
+    pid = pid.split(".")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def remove_orphans(folder, owned=False):
+    """Delete the temporary files of killed writes under `folder`; return their paths. `owned`: the caller holds
+    the folder's lock, so no other writer can be at work there and every temporary file is an orphan."""
+    removed = []
+    for tmp in Path(folder).rglob(f".*{TMP_MARK}*"):
+        if tmp.is_file() and (owned or _writer_is_gone(tmp.name)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed

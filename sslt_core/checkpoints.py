@@ -1,11 +1,23 @@
-"""Reading a published self-supervised checkpoint and finding its encoder (REFERENCE section 3).
+"""Finding the encoder in a published self-supervised checkpoint, whatever its layout.
 
 `read_encoder(path, source="auto")` returns the online / query / teacher ResNet encoder in torchvision's
 names (conv1, bn1, layer1..4, fc), with what was detected and what was left out. The converter to
-detectron2 and the feature extractor for kNN / linear probe both start here.
+detectron2 and the feature extractor for kNN / linear probe both start here. Files are read without running
+code (sslt_core/safe_load.py), and every weight is checked to be finite and of a plausible size: a corrupt file
+is refused instead of converted.
+
+Layouts (the key prefixes of the encoder, and what is left out):
+    torchvision          conv1, bn1, layer1..4                          fc
+    MoCo v1/v2           [module.]encoder_q.                            encoder_k, queue, encoder_q.fc
+    MoCo v3              module.base_encoder.                           momentum_encoder, predictor
+    SimSiam              module.encoder.                                encoder.fc, predictor
+    SwAV                 module.                                        projection_head, prototypes
+    DINO (ResNet-50)     teacher: module.backbone. / plain backbone     head, student
+    VISSL                classy_state_dict...trunk._feature_blocks.     heads
+    solo-learn           Lightning state_dict, backbone.                momentum_backbone, projector
+    mmselfsup            state_dict, backbone.                          neck, head
+    lightly              backbone.0 (conv1), .1 (bn1), .4-.7 (layer1-4)  projection head
 """
-import pickle
-import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +25,10 @@ from pathlib import Path
 import torch
 
 from sslt_core.errors import CheckpointError
+from sslt_core.safe_load import load_file
+
+# Trained ResNet weights and BN statistics stay far below this; random bytes read as float32 do not.
+MAX_ABS_WEIGHT = 1e8
 
 
 @dataclass(frozen=True)
@@ -56,32 +72,6 @@ class EncoderWeights:
 def is_detectron2_checkpoint(obj):
     """detectron2's own .pkl format: a dict with 'model' and '__author__' (REFERENCE section 4)."""
     return isinstance(obj, dict) and "model" in obj and "__author__" in obj
-
-
-def load_file(path):
-    """The object saved in `path`: torch.load for .pth/.pt/.ckpt/.tar, pickle for .pkl (as detectron2 does)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such file; give the path of a checkpoint (.pth, .pth.tar, .ckpt, .pkl)")
-    if path.suffix == ".pkl":
-        try:
-            with open(path, "rb") as file:
-                return pickle.load(file, encoding="latin1")
-        except Exception as error:
-            if zipfile.is_zipfile(path):
-                raise CheckpointError(
-                    f"{path} was written with torch.save, which detectron2 cannot unpickle; rename it to "
-                    f"{path.with_suffix('.pth').name} and convert it with tools/convert_to_d2.py") from None
-            raise CheckpointError(f"{path} is not a readable pickle ({type(error).__name__}); "
-                                  "is it a checkpoint?") from None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # Checkpoints that store arguments (DINO's argparse.Namespace, Lightning's hparams) need a full unpickle.
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({type(error).__name__}: "
-                              f"{str(error).splitlines()[0][:120]})") from None
 
 
 def _container(obj, keys):
@@ -147,7 +137,23 @@ def _extract(spec, container, prefix, state_dict):
             dropped[_group(key, prefix)] += 1
             continue
         kept[name] = value
+    check_finite(kept)
     return EncoderWeights(spec.name, container, prefix, kept, dropped)
+
+
+def check_finite(state_dict):
+    """Raise CheckpointError naming the first floating-point tensor with a NaN, an inf or |value| > MAX_ABS_WEIGHT."""
+    for name, value in state_dict.items():
+        if not torch.is_tensor(value) or not value.is_floating_point() or value.numel() == 0:
+            continue
+        bad = ~torch.isfinite(value)
+        if bad.any():
+            raise CheckpointError(f"tensor {name} holds {int(bad.sum())} NaN or infinite values of {value.numel()}: "
+                                  "the file is corrupt; download or export it again")
+        largest = float(value.abs().max())
+        if largest > MAX_ABS_WEIGHT:
+            raise CheckpointError(f"tensor {name} holds a value of {largest:.3g}, implausible for trained weights "
+                                  f"(> {MAX_ABS_WEIGHT:g}): the file is corrupt; download or export it again")
 
 
 def _explain_unknown(checkpoint, source):
@@ -162,5 +168,9 @@ def _explain_unknown(checkpoint, source):
         "ResNet state_dict")
 
 
-def read_encoder(path, source="auto"):
-    return find_encoder(load_file(path), source)
+def read_encoder(path, source="auto", trust=False):
+    """EncoderWeights of the checkpoint file `path` (loaded without running its code unless `trust`)."""
+    try:
+        return find_encoder(load_file(path, trust), source)
+    except CheckpointError as error:
+        raise CheckpointError(f"{path}: {error}" if not str(error).startswith(str(path)) else str(error)) from None

@@ -3,7 +3,8 @@ as `error: <message>` and exit with status 1 (sslt_core/cli.py)."""
 
 
 class ToolkitError(Exception):
-    """Bad input from outside: a config, a dataset, a checkpoint, a results file, an output folder."""
+    """What a tool reports in one line: bad input from outside (a config, a dataset, a checkpoint, a results
+    file, an output folder), or a run that cannot go on (a diverged loss)."""
 
 
 class ConfigError(ToolkitError, ValueError):

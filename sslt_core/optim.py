@@ -6,14 +6,17 @@
 - LARC, as NVIDIA apex's `LARC(clip=False)` that SwAV's main_swav.py wraps around SGD: every parameter, BN and
   bias included, is decayed and adapted, trust = eta * ||w|| / (||g|| + wd * ||w|| + 1e-8), and a parameter whose
   weight or gradient norm is 0 keeps its plain gradient (no decay, no adaptation).
-Both then take an SGD step with momentum: mu <- m * mu + update; w <- w - lr * mu.
+Both then take an SGD step with momentum: mu <- m * mu + update; w <- w - lr * mu (PyTorch's form, as the
+SimSiam, MoCo v3 and SwAV codes and BYOL's optax chain run it), or with `lr_in_momentum`, mu <- m * mu + lr * update;
+w <- w - mu (TensorFlow's MomentumOptimizer, as SimCLR's LARS runs it; the two differ while the lr changes).
 """
 import torch
 
 
 class _Adaptive(torch.optim.Optimizer):
-    def __init__(self, params, lr=0.0, weight_decay=0.0, momentum=0.9, trust_coefficient=0.001):
-        defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, trust_coefficient=trust_coefficient)
+    def __init__(self, params, lr=0.0, weight_decay=0.0, momentum=0.9, trust_coefficient=0.001, lr_in_momentum=False):
+        defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, trust_coefficient=trust_coefficient,
+                        lr_in_momentum=lr_in_momentum)
         super().__init__(params, defaults)
 
     def update(self, p, group):
@@ -33,8 +36,12 @@ class _Adaptive(torch.optim.Optimizer):
                 state = self.state[p]
                 if "mu" not in state:
                     state["mu"] = torch.zeros_like(p)
-                state["mu"].mul_(group["momentum"]).add_(update)
-                p.add_(state["mu"], alpha=-group["lr"])
+                if group["lr_in_momentum"]:
+                    state["mu"].mul_(group["momentum"]).add_(update, alpha=group["lr"])
+                    p.sub_(state["mu"])
+                else:
+                    state["mu"].mul_(group["momentum"]).add_(update)
+                    p.add_(state["mu"], alpha=-group["lr"])
         return loss
 
 

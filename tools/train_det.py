@@ -5,48 +5,61 @@
     python tools/train_det.py --config configs/voc07.yaml --weights w.pkl --num-gpus 8 SOLVER.IMS_PER_BATCH 16
 
 Writes OUTPUT/metrics.json (each trial's VOC AP/AP50/AP75 or COCO bbox/segm AP, their mean and std) and
-keeps detectron2's logs, TensorBoard events and checkpoints per trial; --resume continues an interrupted run.
+keeps detectron2's logs, TensorBoard events and checkpoints per trial; --resume continues an interrupted run
+(with the config, overrides, weights and seed it started with). The config, the weights (read without running
+code from them) and the datasets are checked before anything is written; OUTPUT is locked while the run lives.
 """
-import argparse
 import json
-import sys
 
 from detectron2.engine import launch
 
-from sslt_core.errors import DatasetError
-from transfer.finetune import FinetuneError, run_trials
+from sslt_core.cli import ToolParser, non_negative_int, positive_int, run
+from sslt_core.lock import OutputLock
+from sslt_core.safe_load import TRUST_FLAG
+from transfer.finetune import check_run, run_trials
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv=None):
+    parser = ToolParser(description=__doc__)
     parser.add_argument("--config", required=True, help="a detectron2 YAML, e.g. configs/voc07.yaml")
     parser.add_argument("--weights", required=True, help="a .pkl from tools/convert_to_d2.py, or 'random'")
     parser.add_argument("--output-dir", default="output/detection", help="where trials and metrics.json go")
     parser.add_argument("--data-root", help="datasets root (default: $DETECTRON2_DATASETS, else ./datasets)")
-    parser.add_argument("--trials", type=int, default=1, help="fine-tunings with seeds SEED..SEED+K-1 (paper: 5)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first trial")
+    parser.add_argument("--trials", type=positive_int, default=1,
+                        help="fine-tunings with seeds SEED..SEED+K-1 (paper: 5)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the first trial")
     parser.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
-    parser.add_argument("--num-gpus", type=int, default=1, help="GPUs per machine")
-    parser.add_argument("--num-machines", type=int, default=1)
-    parser.add_argument("--machine-rank", type=int, default=0)
+    parser.add_argument("--num-gpus", type=positive_int, default=1,
+                        help="processes per machine (GPUs; CPU processes without one)")
+    parser.add_argument("--num-machines", type=positive_int, default=1)
+    parser.add_argument("--machine-rank", type=non_negative_int, default=0)
     parser.add_argument("--dist-url", default="auto", help="e.g. tcp://host:port for several machines")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE pairs overriding the config")
-    return parser.parse_args()
+    parser.add_argument(TRUST_FLAG, action="store_true", help="the weights are trusted: allow a full unpickle")
+    parser.add_argument("opts", nargs="*", help="KEY VALUE pairs overriding the config")
+    args = parser.parse_args(argv)
+    if args.machine_rank >= args.num_machines:
+        parser.error(f"--machine-rank {args.machine_rank} must be below --num-machines {args.num_machines}")
+    return args
 
 
-def main(args):
-    try:
-        summary = run_trials(args.config, args.weights, args.output_dir, trials=args.trials, seed=args.seed,
-                             opts=args.opts, data_root=args.data_root, resume=args.resume)
-    except (FinetuneError, DatasetError) as error:
-        sys.exit(f"error: {error}")
+def worker(args):
+    summary = run_trials(args.config, args.weights, args.output_dir, trials=args.trials, seed=args.seed,
+                         opts=args.opts, data_root=args.data_root, resume=args.resume, trust=args.trust_checkpoint)
     if summary is not None:
         print(json.dumps({"mean": summary["mean"], "std": summary["std"]}, indent=2))
 
 
+def main(argv=None):
+    args = parse_args(argv)
+    check_run(args.config, args.weights, args.output_dir, args.trials, args.seed, args.opts, args.resume,
+              args.trust_checkpoint, args.data_root, world_size=args.num_gpus * args.num_machines)
+    if args.machine_rank:  # the first machine holds the lock of the shared output folder
+        return launch(worker, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+                      dist_url=args.dist_url, args=(args,))
+    with OutputLock(args.output_dir):
+        launch(worker, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+               dist_url=args.dist_url, args=(args,))
+
+
 if __name__ == "__main__":
-    args = parse_args()
-    if len(args.opts) % 2:
-        sys.exit(f"error: overrides come as KEY VALUE pairs; got {args.opts}")
-    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-           dist_url=args.dist_url, args=(args,))
+    run(main)

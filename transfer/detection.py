@@ -1,6 +1,6 @@
-"""detectron2 glue for the MoCo / SimSiam detection protocol (REFERENCE section 5).
+"""detectron2 glue for the MoCo / SimSiam detection protocol (He et al. 2020, A.2; MoCo's detection/ code).
 
-The one model change is MoCo's: a BN after res5 in the C4 ROI head. Datasets are registered from the roots
+The one model change is MoCo's: a norm layer after res5 in the C4 ROI head, of the backbone's kind (naiveSyncBN). Datasets are registered from the roots
 that sslt_core/datasets.py resolves; `demo_*` names are the generated demo data (tools/make_demo_data.py).
 """
 import math
@@ -12,11 +12,14 @@ from detectron2.data.datasets import register_coco_instances
 from detectron2.data.datasets.pascal_voc import CLASS_NAMES as VOC_CLASSES
 from detectron2.data.datasets.pascal_voc import register_pascal_voc
 from detectron2.engine import DefaultTrainer
+from detectron2.engine import defaults as engine_defaults
 from detectron2.evaluation import PascalVOCDetectionEvaluator
 from detectron2.layers import get_norm
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, Res5ROIHeads
+from detectron2.utils import comm
 
 from sslt_core.datasets import DEMO_CLASSES, dataset_path
+from sslt_core.errors import ConfigError
 from transfer.detectron2_env import coco_evaluator
 
 
@@ -58,7 +61,7 @@ def register_detection_sets(names, data_root=None):
     """
     for name in names:
         if name not in DETECTION_SETS:
-            raise ValueError(f"unknown dataset '{name}' in DATASETS; known: {', '.join(DETECTION_SETS)}")
+            raise ConfigError(f"unknown dataset '{name}' in DATASETS; known: {', '.join(DETECTION_SETS)}")
         spec = DETECTION_SETS[name]
         root = dataset_path(spec.layout, data_root)
         if name in DatasetCatalog.list():
@@ -75,6 +78,19 @@ def register_detection_sets(names, data_root=None):
 class DetectionTrainer(DefaultTrainer):
     """detectron2's DefaultTrainer with the VOC and COCO evaluators chosen from the dataset's metadata."""
 
+    def __init__(self, cfg):
+        if cfg.MODEL.DEVICE != "cpu" or comm.get_world_size() == 1:
+            super().__init__(cfg)
+            return
+        # Several CPU processes (gloo): detectron2's create_ddp_model passes device_ids=[local rank], which only a
+        # GPU module accepts; a CPU module needs device_ids=None.
+        create = engine_defaults.create_ddp_model
+        engine_defaults.create_ddp_model = lambda model, **kwargs: create(model, device_ids=None, **kwargs)
+        try:
+            super().__init__(cfg)
+        finally:
+            engine_defaults.create_ddp_model = create
+
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         kind = MetadataCatalog.get(dataset_name).evaluator_type
@@ -84,7 +100,7 @@ class DetectionTrainer(DefaultTrainer):
             output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference")
             return coco_evaluator(dataset_name, output_dir=output_folder, tasks=("bbox", "segm")
                                   if cfg.MODEL.MASK_ON else ("bbox",))
-        raise ValueError(f"no evaluator for dataset {dataset_name} (evaluator_type {kind!r})")
+        raise ConfigError(f"no evaluator for dataset {dataset_name} (evaluator_type {kind!r})")
 
 
 def summarize_trials(trial_results):

@@ -1,17 +1,24 @@
 """Fine-tune and evaluate a detector K times (different seeds) and summarise: what tools/train_det.py runs.
 
+    OUTPUT/run.json         what the run is: the config chain's sha256, opts, the weights' sha256, the first seed
     OUTPUT/log.txt          the log of all trials
     OUTPUT/trial_<k>/       detectron2's own output: metrics.json (per iteration), TensorBoard events,
                             checkpoints, config.yaml, result.json (that trial's evaluation, written last)
     OUTPUT/metrics.json     every trial's results, their mean and std
+
+Everything is checked before the output folder is touched: the config (with its _BASE_ chain), the overrides
+and the weights. A run is resumed (--resume) only with the config, overrides, weights and seed it started with.
 """
 import difflib
+import hashlib
 import json
 import logging
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
+import yaml
 from detectron2.config import get_cfg
 from detectron2.engine import hooks
 from detectron2.utils import comm
@@ -19,39 +26,71 @@ from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
 from sslt_core.atomic import write_json_atomic
-from sslt_core.checkpoints import is_detectron2_checkpoint, load_file
-from sslt_core.errors import CheckpointError
+from sslt_core.checkpoints import check_finite, is_detectron2_checkpoint
+from sslt_core.errors import CheckpointError, ConfigError, OutputError
+from sslt_core.fingerprint import file_digest
+from sslt_core.lock import LOCK_NAME
+from sslt_core.safe_load import load_file
 from transfer.convert import detectron2_resnet50_names
 from transfer.detection import DetectionTrainer, register_detection_sets, summarize_trials
 
 logger = logging.getLogger("transfer")
 
 
-class FinetuneError(ValueError):
-    """Bad input to a detection run; the message names the problem and the fix."""
+def config_chain(config_file):
+    """The config file and every file of its _BASE_ chain, the file itself first (what its values depend on)."""
+    chain, path = [], Path(config_file)
+    while True:
+        if path.is_dir() or not path.is_file():
+            raise ConfigError(f"config file {path} {'is a folder' if path.is_dir() else 'does not exist'}; give the "
+                              "path of a detectron2 YAML, e.g. configs/voc07.yaml")
+        if path.resolve() in [p.resolve() for p in chain]:
+            raise ConfigError(f"config {config_file}: its _BASE_ chain loops back to {path}")
+        chain.append(path)
+        try:
+            base = (yaml.safe_load(path.read_text()) or {}).get("_BASE_")
+        except (yaml.YAMLError, AttributeError) as error:
+            raise ConfigError(f"config {path} is not a valid detectron2 YAML ({str(error).splitlines()[0]})") from None
+        if not base:
+            return chain
+        path = path.parent / base
 
 
-def check_weights(weights):
-    """'' for random init, else the path of a detectron2 .pkl that covers the whole ResNet-50 backbone."""
+def config_digest(config_file):
+    """sha256 over the text of the config and of its whole _BASE_ chain."""
+    digest = hashlib.sha256()
+    for path in config_chain(config_file):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def check_weights(weights, trust=False):
+    """'' for random init, else the path of a detectron2 .pkl that covers the whole ResNet-50 backbone with finite
+    values; read without running code from it unless `trust`."""
     if weights == "random":
         return ""
     path = Path(weights)
     if path.suffix != ".pkl":
-        raise FinetuneError(f"--weights {weights}: detectron2 needs a converted .pkl; run "
-                            f"python tools/convert_to_d2.py {weights}")
-    try:
-        checkpoint = load_file(path)
-    except CheckpointError as error:
-        raise FinetuneError(f"--weights: {error}") from None
+        raise CheckpointError(f"--weights {weights}: detectron2 needs a converted .pkl; run "
+                              f"python tools/convert_to_d2.py {weights}")
+    checkpoint = load_file(path, trust)
     if not is_detectron2_checkpoint(checkpoint):
-        raise FinetuneError(f"--weights {weights} is not a detectron2 checkpoint (no 'model'/'__author__'); "
-                            f"convert it with python tools/convert_to_d2.py")
+        raise CheckpointError(f"--weights {weights} is not a detectron2 checkpoint (no 'model'/'__author__'); "
+                              "convert it with python tools/convert_to_d2.py")
+    model = checkpoint["model"]
+    if not isinstance(model, dict) or not all(isinstance(v, np.ndarray) for v in model.values()):
+        raise CheckpointError(f"--weights {weights}: its 'model' must map names to numpy arrays, found a "
+                              f"{type(model).__name__}; re-convert it with python tools/convert_to_d2.py")
     expected = detectron2_resnet50_names()
-    missing = expected - set(checkpoint["model"])
+    missing = expected - set(model)
     if missing:
-        raise FinetuneError(f"--weights {weights} covers {len(expected) - len(missing)} of detectron2's "
-                            f"{len(expected)} R50 tensors (missing e.g. {sorted(missing)[:2]}); re-convert it "
-                            "with python tools/convert_to_d2.py")
+        raise CheckpointError(f"--weights {weights} covers {len(expected) - len(missing)} of detectron2's "
+                              f"{len(expected)} R50 tensors (missing e.g. {sorted(missing)[:2]}); re-convert it "
+                              "with python tools/convert_to_d2.py")
+    try:
+        check_finite({k: torch.from_numpy(np.asarray(v)) for k, v in model.items() if np.asarray(v).dtype.kind == "f"})
+    except CheckpointError as error:
+        raise CheckpointError(f"--weights {weights}: {error}") from None
     return str(path)
 
 
@@ -65,19 +104,25 @@ def _flat_keys(node, prefix=""):
 
 def build_config(config_file, opts, weights, output_dir, seed, world_size):
     """The detectron2 config of one trial. Returns (cfg, notes): what was adjusted, to be said."""
+    config_chain(config_file)  # a missing file or base is named as such
+    if len(opts) % 2:
+        raise ConfigError(f"overrides come as KEY VALUE pairs; got {list(opts)}")
     cfg, notes = get_cfg(), []
     try:
         cfg.merge_from_file(str(config_file))
         batch, lr = cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.BASE_LR
         cfg.merge_from_list(list(opts))
-    except (KeyError, AssertionError, ValueError) as error:
-        message = str(error).strip("'\"")
+    except (KeyError, AssertionError, ValueError, TypeError, SyntaxError, yaml.YAMLError) as error:
+        message = str(error).strip("'\"").splitlines()[0] if str(error) else type(error).__name__
         close = difflib.get_close_matches(message.rsplit(" ", 1)[-1], _flat_keys(get_cfg()), n=1)
         hint = f"did you mean {close[0]}?" if close else "see detectron2's config reference for valid keys"
-        raise FinetuneError(f"config {config_file} {' '.join(opts)}: {message}; {hint}") from None
-    except FileNotFoundError as error:
-        raise FinetuneError(f"config file not found: {error.filename}") from None
-    if batch != cfg.SOLVER.IMS_PER_BATCH and "SOLVER.BASE_LR" not in list(opts)[::2]:
+        raise ConfigError(f"config {config_file} {' '.join(map(str, opts))}: {message}; {hint}") from None
+    for key, value in (("SOLVER.IMS_PER_BATCH", cfg.SOLVER.IMS_PER_BATCH), ("SOLVER.MAX_ITER", cfg.SOLVER.MAX_ITER)):
+        if value < 1:
+            raise ConfigError(f"{key} must be >= 1, got {value}")
+    if cfg.SOLVER.IMS_PER_BATCH % world_size:
+        raise ConfigError(f"SOLVER.IMS_PER_BATCH {cfg.SOLVER.IMS_PER_BATCH} must divide among {world_size} processes")
+    if cfg.SOLVER.IMS_PER_BATCH != batch and "SOLVER.BASE_LR" not in list(opts)[::2]:
         # Linear scaling rule (Goyal et al. 2017), as the MoCo / SimSiam recipes state their lr at batch 16.
         cfg.SOLVER.BASE_LR = lr * cfg.SOLVER.IMS_PER_BATCH / batch
         notes.append(f"SOLVER.IMS_PER_BATCH {batch} -> {cfg.SOLVER.IMS_PER_BATCH}: SOLVER.BASE_LR scaled linearly "
@@ -85,9 +130,14 @@ def build_config(config_file, opts, weights, output_dir, seed, world_size):
     if world_size == 1:
         for key in ("RESNETS", "FPN"):
             node = getattr(cfg.MODEL, key)
-            if node.NORM == "SyncBN":  # synchronised BN over one process is plain BN (MoCo's naiveSyncBN)
+            if node.NORM == "SyncBN":  # torch's SyncBatchNorm needs GPUs and several processes; over one it is BN
                 node.NORM = "BN"
                 notes.append(f"MODEL.{key}.NORM SyncBN -> BN: one process")
+    for key in ("RESNETS", "FPN"):
+        norm = getattr(cfg.MODEL, key).NORM
+        if norm == "naiveSyncBN":
+            notes.append(f"MODEL.{key}.NORM naiveSyncBN: BN statistics averaged over {world_size} process(es)"
+                         + (" (plain BN on one)" if world_size == 1 else ""))
     cfg.MODEL.WEIGHTS = weights
     cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
     cfg.SOLVER.AMP.ENABLED = torch.cuda.is_available()
@@ -134,15 +184,56 @@ def run_trial(cfg, data_root):
     return results
 
 
+def run_identity(config_file, opts, weights, seed):
+    """What a run is, compared on --resume: config chain and weights by content, overrides, first seed."""
+    return {"config": str(config_file), "config_sha256": config_digest(config_file), "opts": [str(o) for o in opts],
+            "weights": str(weights), "weights_sha256": "random" if weights == "random" else file_digest(weights),
+            "seed": seed}
+
+
+def check_run(config_file, weights, output_dir, trials=1, seed=0, opts=(), resume=False, trust=False,
+              data_root=None, world_size=None):
+    """Everything that can be checked before the output folder is touched: config, weights, datasets, the folder's
+    state; returns the run's identity. Raises ConfigError, CheckpointError, DatasetError or OutputError."""
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise ConfigError(f"--trials must be a positive integer, got {trials!r}")
+    cfg, _ = build_config(config_file, opts, "", Path(output_dir) / "trial_0", seed,
+                          world_size or comm.get_world_size())
+    check_weights(weights, trust)
+    register_detection_sets(tuple(cfg.DATASETS.TRAIN) + tuple(cfg.DATASETS.TEST), data_root)
+    identity = run_identity(config_file, opts, weights, seed)
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise OutputError(f"--output-dir {output_dir} is a file; choose a folder")
+    started = output_dir.is_dir() and any(p.name != LOCK_NAME for p in output_dir.iterdir())
+    if started and not resume:
+        raise OutputError(f"{output_dir} is not empty; pass --resume to continue that run, or choose another "
+                          "--output-dir")
+    if started:
+        recorded_file = output_dir / "run.json"
+        if not recorded_file.is_file():
+            raise OutputError(f"{output_dir} holds no run.json, so it is not a run of this tool; choose another "
+                              "--output-dir")
+        recorded = json.loads(recorded_file.read_text())
+        changed = [k for k in ("config_sha256", "opts", "weights_sha256", "seed") if recorded.get(k) != identity[k]]
+        if changed:
+            what = ", ".join(f"{k} {recorded.get(k)!r} -> {identity[k]!r}" for k in changed)
+            raise ConfigError(f"--resume: {output_dir} was started with other settings ({what}); resume with the "
+                              "same config, overrides, weights and seed, or choose another --output-dir")
+    return identity
+
+
 def run_trials(config_file, weights, output_dir, trials=1, seed=0, opts=(), data_root=None, resume=False,
-               quiet=False):
+               quiet=False, trust=False):
     """Run `trials` fine-tunings with seeds seed..seed+trials-1; write OUTPUT/metrics.json; return its content.
     `quiet`: detectron2's log goes to OUTPUT/log.txt only, not to the console."""
     output_dir = Path(output_dir)
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not resume:
-        raise FinetuneError(f"{output_dir} is not empty; pass --resume to continue that run, or choose "
-                            "another --output-dir")
-    weights_path = check_weights(weights)
+    if comm.is_main_process():  # the other processes of a launch would see the run.json written here
+        identity = check_run(config_file, weights, output_dir, trials, seed, opts, resume, trust, data_root)
+        if not (output_dir / "run.json").is_file():
+            write_json_atomic(output_dir / "run.json", identity)
+    comm.synchronize()
+    weights_path = "" if weights == "random" else str(weights)
     setup_logger.cache_clear()  # a second run in this process logs to its own folder only
     for name in ("detectron2", "transfer"):
         for handler in list(logging.getLogger(name).handlers):
@@ -163,3 +254,4 @@ def run_trials(config_file, weights, output_dir, trials=1, seed=0, opts=(), data
                    "mean": mean, "std": std}
         write_json_atomic(output_dir / "metrics.json", summary)
     return summary
+

@@ -13,7 +13,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from pretrain.train import METHODS, build_method
+from pretrain.config import TrainConfig
+from pretrain.methods import METHODS, build_method
 from tests.pretrain.tiny import QUEUE_IN_USE, tiny_config
 
 GLOBAL_BATCH, WORLD, STEPS = 16, 2, 4
@@ -25,7 +26,7 @@ def build(method):
     for module in model.modules():
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             module.eval()
-    model.prepare(steps_per_epoch=STEPS, global_batch=GLOBAL_BATCH)
+    model.prepare(TrainConfig(batch_size=GLOBAL_BATCH), steps_per_epoch=STEPS)
     return model.double()
 
 

@@ -154,7 +154,7 @@ def test_byol_tau_rises_from_tau_base_to_one_along_a_cosine():
 ])
 def test_momentum_ema_and_k_step_targets_receive_no_gradient(method, overrides, target):
     from pretrain.config import load_config
-    from pretrain.train import build_method
+    from pretrain.methods import build_method
 
     model = build_method(load_config(None, [f"method={method}", "model.arch=resnet18", *overrides]))
     views = [torch.randn(4, 3, 32, 32) for _ in model.view_recipes]

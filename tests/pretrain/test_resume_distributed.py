@@ -11,7 +11,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from pretrain.train import METHODS, TrainingDiverged
+from pretrain.methods import METHODS
+from pretrain.train import TrainingDiverged
 from tests.conftest import REPO
 from tests.pretrain.tiny import QUEUE_IN_USE, demo_preset, tiny_config
 
@@ -48,7 +49,7 @@ def test_a_killed_two_process_run_resumes_to_the_uninterrupted_losses(method, de
         time.sleep(0.05)
     os.killpg(killed.pid, signal.SIGKILL)  # every process of the run, at whatever point it has reached
     assert killed.wait() != 0
-    assert checkpoint.exists() and not (tmp_path / "killed" / "encoder.pth").exists()
+    assert checkpoint.exists() and not (tmp_path / "killed" / "encoder.safetensors").exists()
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     assert 2 <= state["step"] < 15 and len(state["ranks"]) == WORLD
 
@@ -57,26 +58,35 @@ def test_a_killed_two_process_run_resumes_to_the_uninterrupted_losses(method, de
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert metrics(tmp_path / "killed") == metrics(tmp_path / "straight")
     assert len([m for m in metrics(tmp_path / "straight") if "lr" in m]) == 15
+    # every rank's own state (RNG, SwAV's queue) at the end, rank by rank: Sinkhorn's loss would not notice
+    # queues swapped between ranks
+    ends = [torch.load(tmp_path / run / "checkpoint.pth", map_location="cpu", weights_only=False)["ranks"]
+            for run in ("straight", "killed")]
+    for straight_rank, resumed_rank in zip(*ends):
+        torch.testing.assert_close(resumed_rank, straight_rank, rtol=0, atol=0)
+    if method == "swav":
+        queues = [rank["method"]["queue"] for rank in ends[0]]
+        assert all(q is not None for q in queues) and not torch.equal(queues[0], queues[1])
 
 
-def nan_worker(rank, data, output_dir, init_file, result_file):
+def nan_worker(rank, method, data, output_dir, init_file, result_file):
     import torch.distributed as dist
 
-    from pretrain.simsiam import SimSiam
     from pretrain.train import train
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     torch.set_num_threads(1)
-    forward, calls = SimSiam.forward, {"n": 0}
+    module = METHODS[method][1]
+    forward, calls = module.forward, {"n": 0}
 
     def poisoned(self, views):  # rank 1 alone goes wrong at its 8th step
         calls["n"] += 1
         out = forward(self, views)
         return {**out, "loss": out["loss"] * float("nan")} if rank == 1 and calls["n"] == 8 else out
 
-    SimSiam.forward = poisoned
+    module.forward = poisoned
     try:
-        train(tiny_config("simsiam", data), output_dir, progress=False)
+        train(tiny_config(method, data, extra=QUEUE_IN_USE.get(method, ())), output_dir, progress=False)
         outcome = "finished"
     except TrainingDiverged as error:
         outcome = str(error)
@@ -85,10 +95,11 @@ def nan_worker(rank, data, output_dir, init_file, result_file):
     dist.destroy_process_group()
 
 
-def test_a_nan_on_one_rank_stops_every_rank_and_keeps_the_last_good_checkpoint(demo_root, tmp_path):
-    mp.spawn(nan_worker, args=(str(demo_root), str(tmp_path / "out"), str(tmp_path / "init"), str(tmp_path / "r")),
-             nprocs=WORLD, join=True)
+@pytest.mark.parametrize("method", ["simsiam", "swav"])  # SwAV: with its queue in use
+def test_a_nan_on_one_rank_stops_every_rank_and_keeps_the_last_good_checkpoint(method, demo_root, tmp_path):
+    mp.spawn(nan_worker, args=(method, str(demo_root), str(tmp_path / "out"), str(tmp_path / "init"),
+                               str(tmp_path / "r")), nprocs=WORLD, join=True)
     for rank in range(WORLD):
         assert "loss is nan at step 7" in (tmp_path / f"r.{rank}").read_text()
     state = torch.load(tmp_path / "out" / "checkpoint.pth", map_location="cpu", weights_only=False)
-    assert state["step"] == 5 and not (tmp_path / "out" / "encoder.pth").exists()
+    assert state["step"] == 5 and not (tmp_path / "out" / "encoder.safetensors").exists()

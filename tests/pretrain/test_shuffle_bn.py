@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from pretrain.shuffle_bn import SplitBatchNorm, key_order, sub_batches
-from pretrain.train import build_method
+from pretrain.methods import build_method
+from sslt_core.errors import ConfigError
 from tests.pretrain.tiny import tiny_config
 
 
@@ -40,7 +41,7 @@ def test_key_order_never_reproduces_a_query_sub_batch():
 
 
 def test_key_order_refuses_sub_batches_of_one_image():
-    with pytest.raises(ValueError, match="model.bn_splits"):
+    with pytest.raises(ConfigError, match="model.bn_splits"):
         key_order(8, 8)
 
 

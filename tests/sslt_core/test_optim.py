@@ -33,15 +33,20 @@ def lars_update(w, g, is_matrix):
     return [ui * trust for ui in u]
 
 
-def sgd_momentum(params, grads_per_step, update):
-    """Three steps of mu <- m mu + update; w <- w - lr mu, per parameter, in plain floats."""
+def sgd_momentum(params, grads_per_step, update, lrs=(LR,) * 3, lr_in_momentum=False):
+    """Steps of mu <- m mu + update; w <- w - lr mu (PyTorch), or mu <- m mu + lr update; w <- w - mu
+    (TensorFlow's MomentumOptimizer), per parameter, in plain floats."""
     params = {k: list(v) for k, v in params.items()}
     mu = {k: [0.0] * len(v) for k, v in params.items()}
-    for grads in grads_per_step:
+    for grads, lr in zip(grads_per_step, lrs):
         for key, w in params.items():
             u = update(key, w, grads[key])
-            mu[key] = [MOMENTUM * m + ui for m, ui in zip(mu[key], u)]
-            params[key] = [wi - LR * m for wi, m in zip(w, mu[key])]
+            if lr_in_momentum:
+                mu[key] = [MOMENTUM * m + lr * ui for m, ui in zip(mu[key], u)]
+                params[key] = [wi - m for wi, m in zip(w, mu[key])]
+            else:
+                mu[key] = [MOMENTUM * m + ui for m, ui in zip(mu[key], u)]
+                params[key] = [wi - lr * m for wi, m in zip(w, mu[key])]
     return params
 
 
@@ -55,10 +60,12 @@ def problem():
     return params, grads
 
 
-def run_optimizer(cls, params, grads):
+def run_optimizer(cls, params, grads, lrs=(LR,) * 3, **kwargs):
     tensors = {k: torch.nn.Parameter(v.clone()) for k, v in params.items()}
-    optimizer = cls(list(tensors.values()), lr=LR, weight_decay=WD, momentum=MOMENTUM, trust_coefficient=ETA)
-    for step in grads:
+    optimizer = cls(list(tensors.values()), lr=LR, weight_decay=WD, momentum=MOMENTUM, trust_coefficient=ETA, **kwargs)
+    for step, lr in zip(grads, lrs):
+        for group in optimizer.param_groups:
+            group["lr"] = lr
         for key, tensor in tensors.items():
             tensor.grad = step[key].clone()
         optimizer.step()
@@ -90,3 +97,18 @@ def test_lars_leaves_bn_and_bias_out_of_decay_and_adaptation(problem):
 def test_larc_and_lars_differ_on_bn_parameters(problem):
     params, grads = problem
     assert run_optimizer(LARC, params, grads)["bn.weight"] != pytest.approx(run_optimizer(LARS, params, grads)["bn.weight"])
+
+
+def test_lars_with_the_lr_in_the_momentum_buffer_is_simclrs_tensorflow_form(problem):
+    """SimCLR's LARS (TF): next_v = m v + lr * trust * g; w -= next_v. With a changing lr (warm-up) it differs from
+    the PyTorch form, where the lr multiplies the whole buffer."""
+    params, grads = problem
+    lrs = (0.0, 0.2, 0.5)  # a warm-up: the first step's update is taken at lr 0
+    matrix = {k: v.ndim > 1 for k, v in params.items()}
+    update = lambda key, w, g: lars_update(w, g, matrix[key])  # noqa: E731
+    expected = sgd_momentum(flat(params), [flat(g) for g in grads], update, lrs, lr_in_momentum=True)
+    found = run_optimizer(LARS, params, grads, lrs, lr_in_momentum=True)
+    for key in params:
+        assert found[key] == pytest.approx(expected[key], rel=1e-12, abs=1e-15), key
+    pytorch_form = run_optimizer(LARS, params, grads, lrs)
+    assert pytorch_form["conv.weight"] != pytest.approx(found["conv.weight"])

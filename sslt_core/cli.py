@@ -1,0 +1,95 @@
+"""What every tool shares: an argument parser whose errors are one line, checked argument types, and the runner
+that turns the toolkit's errors into `error: <one line>` and a non-zero exit.
+
+    def main(argv=None):
+        parser = ToolParser(description=__doc__)
+        parser.add_argument("--k", type=positive_int, nargs="+", default=[20])
+        args = parser.parse_args(argv)
+        ...
+
+    if __name__ == "__main__":
+        run(main)
+"""
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from sslt_core.errors import OutputError, ToolkitError
+
+
+class ToolParser(argparse.ArgumentParser):
+    """argparse with the tool's docstring as help and one-line errors (exit status 2)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(**kwargs)
+
+    def error(self, message):
+        self.exit(2, f"error: {message}; see {self.prog} --help\n")
+
+
+def _number(text, kind, check, meaning):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {meaning}, got {text!r}") from None
+    if kind is float and not math.isfinite(value) or not check(value):
+        raise argparse.ArgumentTypeError(f"must be {meaning}, got {text!r}")
+    return value
+
+
+def positive_int(text):
+    return _number(text, int, lambda v: v > 0, "a positive integer")
+
+
+def non_negative_int(text):
+    return _number(text, int, lambda v: v >= 0, "an integer >= 0")
+
+
+def positive_float(text):
+    return _number(text, float, lambda v: v > 0, "a positive number")
+
+
+def one_line(error):
+    """The error's message on one line. A DataLoader worker's error arrives as 'Caught X in DataLoader worker ...
+    Original Traceback ... module.X: message': its last line, without the 'module.X: ' part, is the message."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    if len(lines) > 1 and "Traceback" in str(error):
+        last = lines[-1]
+        name = type(error).__name__
+        return last.split(f"{name}: ", 1)[1] if f"{name}: " in last else last
+    return " ".join(lines)
+
+
+def writable_file(path):
+    """Check up front that `path` can be written (its folder is created if missing), so that a long computation
+    is not thrown away at the end; return it as a Path."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder; give a file name for the output")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.parent / f".{path.name}.probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise OutputError(f"cannot write {path} ({error.strerror}); choose a folder you can write to") from None
+    return path
+
+
+def run(main, argv=None):
+    """Run a tool's main(argv); a ToolkitError, or an OSError of a file it reads or writes, ends as one line and
+    exit status 1."""
+    try:
+        status = main(argv)
+    except ToolkitError as error:
+        sys.exit(f"error: {one_line(error)}")
+    except OSError as error:  # a file or folder the tool could not read or write
+        where = f": {error.filename}" if error.filename else ""
+        sys.exit(f"error: {error.strerror or one_line(error)}{where}; check the path and its permissions")
+    except KeyboardInterrupt:
+        sys.exit("error: interrupted; run the same command again (with --resume where the tool has it) to continue")
+    sys.exit(status or 0)

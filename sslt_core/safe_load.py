@@ -1,0 +1,149 @@
+"""Loading a checkpoint file without running any code from it, unless the user says they trust it.
+
+A pickle (every .pth / .pt / .ckpt / .pkl) can name any Python callable and call it while loading: a checkpoint
+downloaded from the internet must not get that chance. So by default:
+
+- torch files load with torch's weights_only unpickler: tensors and plain containers, plus the few harmless
+  types real checkpoints hold (SAFE_GLOBALS: argparse.Namespace as in DINO's, numpy arrays and scalars);
+- detectron2 .pkl files load with an unpickler that admits numpy arrays and builtins only;
+- .safetensors files hold tensors and string metadata and no code at all (our exported encoders use them).
+
+Anything else is refused with one line naming the type found and `--trust-checkpoint`, the opt-in for a file the
+user trusts (then Python's pickle runs in full).
+"""
+import json
+import pickle
+import re
+import zipfile
+from argparse import Namespace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sslt_core.errors import CheckpointError
+
+TRUST_FLAG = "--trust-checkpoint"
+
+
+def _numpy_globals():
+    try:  # numpy >= 2
+        from numpy._core import multiarray
+    except ImportError:
+        from numpy.core import multiarray
+    found = [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype]
+    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25: dtype classes such as numpy.dtypes.Float32DType
+    if dtypes is not None:
+        found += [getattr(dtypes, name) for name in dir(dtypes) if name.endswith("DType")]
+    return found
+
+
+SAFE_GLOBALS = [Namespace, *_numpy_globals()]
+# (module, name) a detectron2 .pkl may name: numpy arrays, dtypes and scalars, and how pickle rebuilds bytes.
+_PKL_ALLOWED = {(g.__module__, g.__name__) for g in _numpy_globals()} | {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"), ("numpy", "dtype"),
+    ("numpy", "ndarray"), ("_codecs", "encode"), ("collections", "OrderedDict"), ("builtins", "set"),
+    ("builtins", "frozenset"), ("builtins", "bytearray"), ("builtins", "complex")}
+
+
+def _refusal(path, what):
+    return CheckpointError(f"{path} holds {what}, which loading would import and could run code; if you trust this "
+                           f"file, pass {TRUST_FLAG}")
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def __init__(self, file, path):
+        super().__init__(file, encoding="latin1")
+        self.path = path
+
+    def find_class(self, module, name):
+        if (module, name) in _PKL_ALLOWED:
+            return super().find_class(module, name)
+        raise _refusal(self.path, f"a {module}.{name} object")
+
+
+def _check_file(path):
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file; give the path of a .pth, .pth.tar, .ckpt, "
+                              ".pkl or .safetensors file")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file; give the path of a checkpoint (.pth, .pth.tar, .ckpt, .pkl, "
+                              ".safetensors)")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes); the download or the save did not complete")
+
+
+def _load_pickle(path, trust):
+    if zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path} was written with torch.save, which detectron2 cannot unpickle; rename it to "
+                              f"{path.with_suffix('.pth').name} and convert it with tools/convert_to_d2.py")
+    try:
+        with open(path, "rb") as file:
+            return pickle.load(file, encoding="latin1") if trust else _RestrictedUnpickler(file, path).load()
+    except CheckpointError:
+        raise
+    except Exception as error:
+        raise CheckpointError(f"{path} is not a readable pickle ({type(error).__name__}: {_first_line(error)}); is "
+                              "the file complete?") from None
+
+
+def _first_line(error):
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return lines[0][:160] if lines else ""
+
+
+def _load_torch(path, trust):
+    if trust:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as error:
+            raise CheckpointError(f"{path} is not a PyTorch checkpoint ({type(error).__name__}: "
+                                  f"{_first_line(error)})") from None
+    try:
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        text = str(error)
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        if found:
+            raise _refusal(path, f"a {found.group(1)} object") from None
+        if not zipfile.is_zipfile(path):
+            with open(path, "rb") as file:
+                head = file.read(2)
+            if head[:1] == b"\x80" and head[1:2] in (b"\x04", b"\x05"):
+                raise CheckpointError(f"{path} is a plain pickle, not a torch.save checkpoint; if it is a detectron2 "
+                                      "checkpoint, name it .pkl") from None
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({type(error).__name__}: "
+                              f"{_first_line(error) or 'unreadable'}); is the file complete?") from None
+
+
+def _load_safetensors(path):
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as file:
+            tensors = {key: file.get_tensor(key) for key in file.keys()}
+            metadata = file.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({_first_line(error)})") from None
+    if "ssl_transfer" in metadata:  # an encoder exported by pretrain/train.py
+        try:
+            return {"ssl_transfer": json.loads(metadata["ssl_transfer"]), "encoder": tensors}
+        except json.JSONDecodeError:
+            raise CheckpointError(f"{path}: its ssl_transfer metadata is not JSON; re-export the encoder") from None
+    return tensors
+
+
+def load_file(path, trust=False):
+    """The object saved in `path`, read without running code from it unless `trust`.
+
+    .safetensors: tensors (and our export's metadata); .pkl: pickle as detectron2 reads it (numpy arrays and
+    builtins only); anything else (.pth, .pth.tar, .pt, .ckpt, ...): torch.load with weights_only."""
+    path = Path(path)
+    _check_file(path)
+    if path.suffix == ".safetensors":
+        return _load_safetensors(path)
+    if path.suffix == ".pkl":
+        return _load_pickle(path, trust)
+    return _load_torch(path, trust)
