@@ -10,7 +10,7 @@ setup(
     version="0.1.0",
     description="Self-supervised ResNet-50 pretraining (SimCLR, MoCo v2, BYOL, SwAV, SimSiam) and transfer "
     "evaluation (kNN, linear probe, VOC and COCO detection through detectron2)",
-    python_requires=">=3.9",
+    python_requires=">=3.10",
     packages=find_packages(include=["sslt_core", "sslt_demo", "eval", "pretrain", "transfer", "sslt_pipeline"]),
     install_requires=[
         "torch>=2.1",

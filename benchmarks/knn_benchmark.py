@@ -30,7 +30,8 @@ def bench(bank_size, dim, queries, k, temperature, classes, seed=0):
     query = centres[rng.integers(0, classes, queries)] + 2.0 * rng.normal(size=(queries, dim)).astype(np.float32)
     rows = {}
     for backend in ("faiss", "torch"):
-        seconds, rankings = timed(lambda: knn_classify(bank, bank_labels, query, (k,), temperature, classes, backend))
+        seconds, rankings = timed(lambda backend=backend: knn_classify(bank, bank_labels, query, (k,), temperature,
+                                                                       classes, backend))
         rows[backend] = (seconds, rankings[k][:, 0])
     sklearn = KNeighborsClassifier(n_neighbors=k, algorithm="brute", metric="cosine",
                                    weights=lambda d: np.exp((1 - d) / temperature))

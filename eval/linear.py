@@ -1,4 +1,4 @@
-"""Linear classification on a frozen encoder (REFERENCE section 5).
+"""Linear classification on a frozen encoder (MoCo's and SimSiam's main_lincls.py).
 
 Protocols, as the papers' code runs them:
 - moco:    SGD lr 30 (batch 256), momentum 0.9, wd 0, 100 epochs, lr x0.1 at epochs 60 and 80 (He et al. 2020).

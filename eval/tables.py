@@ -1,24 +1,16 @@
 """The SimSiam paper's two tables from any number of models' results (Chen & He 2021, Tables 4 and 5).
 
-A model's results file (JSON, written by the pipeline; every field but `name` optional):
-
-    {"name": "SimSiam", "method": "simsiam", "batch_size": 256, "negative_pairs": false,
-     "momentum_encoder": false, "epochs": 100,
-     "linear": {"top1": 68.1}, "knn": {"top1": 60.2},
-     "detection": {"voc07": <train_det metrics.json>, "voc0712": ..., "coco_det": ..., "coco_instseg": ...},
-     "failed": {"linear": "reason", ...}}
-
-Several files with the same name and epochs are trials: their mean +- std is shown. The best value per
-column is bold; a missing value shows as a dash, a failed one as "failed".
+Results are eval/results.py's ModelResult records. Several results with the same name and epochs are trials:
+their mean +- std is shown. The best value per column is bold, unless every row shares it (a tie, e.g. all 0.0,
+marks nothing); a missing value shows as a dash, a failed one as "failed".
 """
 import csv
 import io
 import json
 import math
 from collections import defaultdict
-from pathlib import Path
 
-from sslt_core.errors import DatasetError
+from sslt_core.errors import ConfigError
 
 MISSING = "—"
 # transfer column group -> (detection result key, detectron2 task, label)
@@ -53,30 +45,15 @@ class Cell:
         return None if self.mean is None else {"mean": self.mean, "std": self.std}
 
 
-def load_results(paths):
-    results = []
-    for path in map(Path, paths):
-        if not path.is_file():
-            raise DatasetError(f"results file {path} does not exist; run the evaluation first or drop it")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise DatasetError(f"results file {path} is not valid JSON ({error})") from None
-        if not isinstance(data, dict) or "name" not in data:
-            raise DatasetError(f"results file {path} has no 'name'; see eval/tables.py for the format")
-        results.append(data)
-    if not results:
-        raise DatasetError("no results given; pass one or more results JSON files")
-    return results
-
-
 def _mark_best(rows, columns):
+    """Bold the best value of each column as shown (one decimal); nothing when every row with a value shares it."""
     for column in columns:
         cells = [row[column] for row in rows if row[column].mean is not None and not row[column].failed]
-        if cells:
-            best = max(c.mean for c in cells)
-            for cell in cells:
-                cell.best = cell.mean == best
+        shown = [round(c.mean, 1) for c in cells]
+        if len(cells) > 1 and len(set(shown)) > 1:
+            best = max(shown)
+            for cell, value in zip(cells, shown):
+                cell.best = value == best
 
 
 def _flag(value):
@@ -84,17 +61,17 @@ def _flag(value):
 
 
 def _failed(result, stage):
-    return (result.get("failed") or {}).get(stage)
+    return result.failed.get(stage)
 
 
 def linear_table(results):
     """(columns, rows): method, batch size, negative pairs, momentum encoder, then linear and kNN per budget
     (rows that do not say their pretraining epochs, e.g. an external checkpoint, go under plain linear / kNN)."""
-    epochs = {r.get("epochs") for r in results}
+    epochs = {r.epochs for r in results}
     budgets = sorted(e for e in epochs if e is not None) + ([None] if None in epochs else [])
     groups = defaultdict(list)
     for result in results:
-        groups[result["name"]].append(result)
+        groups[result.name].append(result)
 
     def column(kind, budget):
         return kind if budget is None else f"{kind} {budget} ep"
@@ -103,14 +80,15 @@ def linear_table(results):
     rows = []
     for name, runs in groups.items():
         first = runs[0]
-        row = {"name": name, "method": first.get("method", MISSING), "batch size": first.get("batch_size", MISSING),
-               "negative pairs": _flag(first.get("negative_pairs")),
-               "momentum encoder": _flag(first.get("momentum_encoder"))}
+        row = {"name": name, "method": first.method or MISSING,
+               "batch size": MISSING if first.batch_size is None else first.batch_size,
+               "negative pairs": _flag(first.negative_pairs), "momentum encoder": _flag(first.momentum_encoder)}
         for budget in budgets:
-            at = [r for r in runs if r.get("epochs") == budget]
+            at = [r for r in runs if r.epochs == budget]
             for kind, key in (("linear", "linear"), ("kNN", "knn")):
                 failed = next((_failed(r, key) for r in at if _failed(r, key)), None)
-                row[column(kind, budget)] = Cell([(r.get(key) or {}).get("top1") for r in at], failed=failed)
+                values = [getattr(r, key).top1 for r in at if getattr(r, key) is not None]
+                row[column(kind, budget)] = Cell(values, failed=failed)
         rows.append(row)
     _mark_best(rows, value_columns)
     return ["name", "method", "batch size", "negative pairs", "momentum encoder"] + value_columns, rows
@@ -120,24 +98,22 @@ def transfer_table(results):
     """(columns, rows): AP50 / AP / AP75 for VOC07, VOC07+12, COCO detection and COCO instance segmentation."""
     groups = defaultdict(list)
     for result in results:
-        groups[result["name"]].append(result)
+        groups[result.name].append(result)
     value_columns = [f"{label} {metric}" for _, _, label in TRANSFER for metric in TRANSFER_METRICS]
     rows = []
     for name, runs in groups.items():
-        best_budget = max(r.get("epochs") or 0 for r in runs)
-        runs = [r for r in runs if (r.get("epochs") or 0) == best_budget]
+        best_budget = max(r.epochs or 0 for r in runs)
+        runs = [r for r in runs if (r.epochs or 0) == best_budget]
         row = {"name": name}
         for key, task, label in TRANSFER:
-            metrics = [(r.get("detection") or {}).get(key) for r in runs]
-            metrics = [m for m in metrics if m]
+            metrics = [r.detection[key] for r in runs if key in r.detection]
             failed = next((_failed(r, key) for r in runs if _failed(r, key)), None)
             for metric in TRANSFER_METRICS:
-                if len(metrics) == 1 and "mean" in metrics[0]:  # one run of K trials: its mean and std
-                    row[f"{label} {metric}"] = Cell([metrics[0]["mean"].get(task, {}).get(metric)],
-                                                    std=metrics[0].get("std", {}).get(task, {}).get(metric),
-                                                    failed=failed)
+                if len(metrics) == 1:  # one run of K trials: its mean and std
+                    row[f"{label} {metric}"] = Cell([metrics[0].mean.get(task, {}).get(metric)],
+                                                    std=metrics[0].std.get(task, {}).get(metric), failed=failed)
                 else:
-                    row[f"{label} {metric}"] = Cell([m.get("mean", {}).get(task, {}).get(metric) for m in metrics],
+                    row[f"{label} {metric}"] = Cell([m.mean.get(task, {}).get(metric) for m in metrics],
                                                     failed=failed)
         rows.append(row)
     _mark_best(rows, value_columns)
@@ -172,7 +148,7 @@ def render(columns, rows, fmt):
     if fmt == "json":
         return json.dumps([{c: row[c].as_json() if isinstance(row[c], Cell) else row[c] for c in columns}
                            for row in rows], indent=2, ensure_ascii=False) + "\n"
-    raise ValueError(f"unknown format '{fmt}'; choose md, csv, latex or json")
+    raise ConfigError(f"unknown format '{fmt}'; choose md, csv, latex or json")
 
 
 def make_tables(results, fmt="md"):

@@ -1,4 +1,4 @@
-"""Per-view augmentations of each method (REFERENCE section 1), scaled to the crop size.
+"""Per-view augmentations of each method (each paper's appendix and official code), scaled to the crop size.
 
 Every view is drawn from a random stream seeded by (seed, epoch, image index), so the views of an image are
 the same whatever the number of data workers, and a resumed run sees exactly the views it would have seen.

@@ -1,5 +1,5 @@
 """The encoder: a torchvision ResNet without its classifier, so an exported encoder is a plain torchvision
-state dict (REFERENCE section 3) that tools/convert_to_d2.py and the eval tools read as it is."""
+state dict that tools/convert_to_d2.py and the eval tools read as it is."""
 from typing import Literal, get_args
 
 import torch

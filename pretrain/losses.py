@@ -59,8 +59,9 @@ def sinkhorn(scores, epsilon=0.05, iterations=3):
     """SwAV's Sinkhorn-Knopp (Caron et al. 2020, sec. 3.1 and A.1): soft codes [B, K] whose rows (samples) sum
     to 1 and whose columns (prototypes) sum to about B/K, the batch B counted over every rank.
 
-    The same iterations as SwAV's code, run in fp32 (or the input's higher precision) and in the log domain: exp(s / epsilon) can neither
-    overflow nor underflow to an all-zero prototype row, whatever epsilon and the precision of `scores`.
+    The same iterations as SwAV's code, run in fp32 (or the input's higher precision) and in the log domain:
+    exp(s / epsilon) can neither overflow nor underflow to an all-zero prototype row, whatever epsilon and the
+    precision of `scores`.
     """
     log_q = scores.to(torch.promote_types(scores.dtype, torch.float32)).T / epsilon  # [K, B_local], fp32 or more
     k = log_q.shape[0]
@@ -91,5 +92,5 @@ def swapped_prediction(scores_per_view, codes_per_view, temperature=0.1):
 
 
 def collapse_level(num_prototypes):
-    """SwAV's loss when every prediction is uniform: ln K (REFERENCE section 1: stuck there = collapse)."""
+    """SwAV's loss when every prediction is uniform: ln K (a loss stuck there is collapse)."""
     return math.log(num_prototypes)

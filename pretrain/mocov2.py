@@ -61,7 +61,13 @@ class MoCoV2(Method):
             return [f"mocov2: shuffle BN across {world_size()} processes (model.bn_splits is for one process)"]
         if self.split_bn:
             key_order(global_batch, self.cfg.bn_splits)  # checks the split now rather than at the first step
-            return [f"mocov2: shuffle BN on one process: BN over {self.cfg.bn_splits} sub-batches, keys shuffled"]
+            per_split = global_batch // self.cfg.bn_splits
+            note = (f"mocov2: shuffle BN on one process: BN over {self.cfg.bn_splits} sub-batches of {per_split}, "
+                    "keys shuffled")
+            if per_split < 16:
+                note += (f"; warning: BN statistics of {per_split} images are noisy (the official notebook uses 64), "
+                         "lower model.bn_splits")
+            return [note]
         return ["mocov2: warning: no shuffle BN (one process, model.bn_splits=1): queries and keys share BN "
                 "statistics, which MoCo's authors report costs accuracy"]
 

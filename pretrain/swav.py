@@ -36,7 +36,7 @@ class SwAVConfig:
     # 3840 from epoch 15; the batch-4096 script none.
     queue_length: NonNegativeInt = 0
     queue_start_epoch: NonNegativeInt = 15  # the queue fills and is used from this epoch on
-    freeze_prototypes_steps: NonNegativeInt = 313  # prototypes get no update during the first steps (about 1 epoch at 4096)
+    freeze_prototypes_steps: NonNegativeInt = 313  # prototypes frozen for the first steps (an epoch at batch 4096)
 
 
 class SwAV(Method):

@@ -227,19 +227,19 @@ def _load_checkpoint(path, run, method, optimizer, world):
 
 def train(run, output_dir, resume=False, progress=True):
     """Pretrain `run` (a RunConfig) into `output_dir`, which it locks; return the last epoch's metrics."""
+    device, local_rank = setup_distributed()
     lock = OutputLock(output_dir).acquire() if distributed.rank() == 0 else None
     try:
         if lock and lock.note():
             _say(Path(output_dir), lock.note())
-        return _train(run, Path(output_dir), resume, progress)
+        return _train(run, Path(output_dir), resume, progress, device, local_rank)
     finally:
         if lock:
             lock.release()
 
 
-def _train(run, output_dir, resume, progress):
+def _train(run, output_dir, resume, progress, device, local_rank):
     cfg = run.train
-    device, local_rank = setup_distributed()
     world, is_main = distributed.world_size(), distributed.rank() == 0
     checkpoint_path = output_dir / "checkpoint.pth"
     if cfg.batch_size % world:
@@ -248,6 +248,8 @@ def _train(run, output_dir, resume, progress):
         raise OutputError(f"{checkpoint_path} exists: pass --resume to continue it, or choose another --output-dir")
 
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    np.random.seed(cfg.seed)  # the run's other generators too, so that every rank's RNG state is reproducible
+    random.seed(cfg.seed)
     method = build_method(run)
     images = image_folder("imagenet", "train", cfg.data)
     dataset = SeededViews(images, MultiView(method.view_recipes, cfg.image_size), seed=cfg.seed)
@@ -285,7 +287,7 @@ def _train(run, output_dir, resume, progress):
     if is_main and metrics_path.exists():  # lines logged after the checkpoint (or cut by a kill) are dropped
         kept = [line for line in metrics_path.read_text().splitlines() if _logged_by_step(line, step)]
         write_bytes_atomic(metrics_path, "".join(line + "\n" for line in kept).encode())
-    metrics_file = open(metrics_path, "a") if is_main else None
+    metrics_file = open(metrics_path, "a") if is_main else None  # noqa: SIM115 (closed in the finally below)
 
     def log(record):
         if is_main:

@@ -20,7 +20,6 @@ Layouts (the key prefixes of the encoder, and what is left out):
 """
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -70,7 +69,7 @@ class EncoderWeights:
 
 
 def is_detectron2_checkpoint(obj):
-    """detectron2's own .pkl format: a dict with 'model' and '__author__' (REFERENCE section 4)."""
+    """detectron2's own .pkl format: a dict with 'model' and '__author__' (DetectionCheckpointer._load_file)."""
     return isinstance(obj, dict) and "model" in obj and "__author__" in obj
 
 

@@ -51,6 +51,21 @@ def positive_float(text):
     return _number(text, float, lambda v: v > 0, "a positive number")
 
 
+def add_cluster_arguments(parser):
+    """--launcher and the resources of a SLURM (or submitit-local) job, for the tools that can submit one."""
+    group = parser.add_argument_group("cluster (--launcher slurm | submitit-local)")
+    group.add_argument("--launcher", choices=("local", "submitit-local", "slurm"), default="local",
+                       help="local: this process (or torchrun's); slurm: submit a job through submitit")
+    group.add_argument("--nodes", type=positive_int, default=1)
+    group.add_argument("--gpus-per-node", type=non_negative_int, default=8, help="one process per GPU")
+    group.add_argument("--cpus-per-task", type=positive_int, default=10, help="data loading processes + 2")
+    group.add_argument("--partition", help="SLURM partition")
+    group.add_argument("--account", help="SLURM account")
+    group.add_argument("--time", type=positive_int, default=72 * 60, help="minutes per job (it requeues itself)")
+    group.add_argument("--slurm-dir", help="where sbatch scripts and job logs go (default: OUTPUT/slurm)")
+    group.add_argument("--wait", action="store_true", help="wait for the job and report how it ended")
+
+
 def one_line(error):
     """The error's message on one line. A DataLoader worker's error arrives as 'Caught X in DataLoader worker ...
     Original Traceback ... module.X: message': its last line, without the 'module.X: ' part, is the message."""

@@ -33,3 +33,7 @@ class ResultsError(ToolkitError, ValueError):
 
 class OutputError(ToolkitError):
     """An output folder that is in use by another run, or cannot be written."""
+
+
+class ClusterError(ToolkitError):
+    """A job that cannot be submitted (no sbatch, a scheduler's refusal) or that failed (its log path named)."""

@@ -123,7 +123,7 @@ def _load_safetensors(path):
 
     try:
         with safe_open(str(path), framework="pt", device="cpu") as file:
-            tensors = {key: file.get_tensor(key) for key in file.keys()}
+            tensors = {key: file.get_tensor(key) for key in file.keys()}  # noqa: SIM118 (safe_open is no dict)
             metadata = file.metadata() or {}
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(f"{path} is not a readable safetensors file ({_first_line(error)})") from None

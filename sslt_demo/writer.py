@@ -22,6 +22,7 @@ from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
 from sslt_core.errors import DatasetError
+from sslt_core.lock import OutputLock
 from sslt_demo.shapes import CLASSES, classification_image, render, sample_layout
 
 GENERATOR_VERSION = 2  # bump when the drawing or the sizes change, so that old demo sets are regenerated
@@ -177,28 +178,49 @@ def _settings(seed, size_name):
     return {"generator_version": GENERATOR_VERSION, "seed": seed, "size": size_name, "classes": list(CLASSES)}
 
 
+def _existing(out, seed, size_name, force):
+    """The manifest of `out` if it already holds this demo set (reuse it), None if it must be (re)generated."""
+    manifest_path = out / "MANIFEST.json"
+    if not out.exists() or force:
+        return None
+    try:
+        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        manifest = {}
+    if {k: manifest.get(k) for k in _settings(seed, size_name)} == _settings(seed, size_name):
+        return manifest
+    outdated = manifest.get("generator_version", GENERATOR_VERSION) < GENERATOR_VERSION
+    same_set = {k: manifest.get(k) for k in ("seed", "size")} == {"seed": seed, "size": size_name}
+    if not (outdated and same_set):  # the same demo set from an older generator is replaced
+        raise DatasetError(f"{out} already exists and is not demo data with seed {seed} and size {size_name}; "
+                           "pass --force to replace it, or choose another --out")
+    return None
+
+
 def make_demo_data(out, seed=0, size_name="default", force=False):
     """Write all demo datasets under `out`; return the manifest. Reuses `out` if it holds the same settings.
 
     Everything is written into a sibling folder first and renamed into place at the end, so an interrupted
-    run leaves no half-written set at `out`.
+    run leaves no half-written set at `out`; a lock beside `out` (.NAME.lock) keeps a second generator out,
+    so the partial folders found under it are those of killed runs, and only they are removed.
     """
     if size_name not in SIZES:
         raise DatasetError(f"unknown demo size '{size_name}'; choose one of {', '.join(SIZES)}")
     out, size = Path(out), SIZES[size_name]
-    manifest_path = out / "MANIFEST.json"
-    if out.exists() and not force:
-        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-        if {k: manifest.get(k) for k in _settings(seed, size_name)} == _settings(seed, size_name):
+    manifest = _existing(out, seed, size_name, force)
+    if manifest is not None:
+        return manifest
+    with OutputLock(out, lock_path=out.parent / f".{out.name}.lock"):
+        manifest = _existing(out, seed, size_name, force)  # another run may have written it meanwhile
+        if manifest is not None:
             return manifest
-        outdated = manifest.get("generator_version", GENERATOR_VERSION) < GENERATOR_VERSION
-        same_set = {k: manifest.get(k) for k in ("seed", "size")} == {"seed": seed, "size": size_name}
-        if not (outdated and same_set):  # the same demo set from an older generator is replaced below
-            raise DatasetError(f"{out} already exists and is not demo data with seed {seed} and size {size_name}; "
-                               "pass --force to replace it, or choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out.parent.glob(f".{out.name}.partial-*"):  # left by an interrupted run
-        shutil.rmtree(stale, ignore_errors=True)
+        for pattern in (f".{out.name}.partial-*", f".{out.name}.old-*"):  # killed runs' (we hold the lock)
+            for stale in out.parent.glob(pattern):
+                shutil.rmtree(stale, ignore_errors=True)
+        return _generate(out, seed, size_name, size)
+
+
+def _generate(out, seed, size_name, size):
     partial = out.parent / f".{out.name}.partial-{os.getpid()}"
     try:
         counts = {

@@ -2,126 +2,124 @@
 
 For every method in the config, a random-init baseline and any external checkpoint:
 pretrain -> convert to detectron2 -> kNN and linear probe -> detection runs -> results; then the tables and a
-report. Each step is a stage of sslt_pipeline/stages.py: skipped when done and unchanged, resumed when interrupted,
-re-run with what depends on it when its inputs change.
+report. Each step is a stage of sslt_pipeline/stages.py: skipped when done and unchanged, resumed when
+interrupted, re-run with what depends on it when its inputs change. A stage's spec holds what its result depends
+on, by content: config texts (a detection config with its whole _BASE_ chain), overrides, the data root, an
+external checkpoint's sha256.
 
     OUTPUT/manifest.json                 stage hashes and statuses
     OUTPUT/<model>/<stage>/              each stage's own output (checkpoints, logs, metrics)
-    OUTPUT/results/<model>.json          per model, in eval/tables.py's format
+    OUTPUT/results/<model>.json          per model, eval/results.py's ModelResult
     OUTPUT/tables.{md,csv,tex,json}      SimSiam's Tables 4 and 5
     OUTPUT/report.md, OUTPUT/plots/      the report
+    OUTPUT/.lock                         held while the run lives
 """
+import json
 import pickle
+from dataclasses import asdict
 from pathlib import Path
 
-import yaml
+from detectron2.engine import launch
 
+from eval.features import build_encoder, split_features
+from eval.knn import accuracy, knn_classify
+from eval.linear import PROTOCOLS, adapted, linear_probe, train_transform
+from eval.results import Accuracy, DetectionResult, ModelResult
+from eval.tables import make_tables
+from pretrain.config import load_config
+from pretrain.methods import METHODS
+from pretrain.train import train
+from sslt_core import cluster
 from sslt_core.atomic import write_bytes_atomic, write_json_atomic
-from sslt_core.errors import DatasetError
-from sslt_pipeline.stages import Stage, run_stages
-
-PIPELINE_KEYS = {"data_root", "demo_data", "image_size", "methods", "random_baseline", "external", "knn", "linear",
-                 "detection", "eval_workers"}
-
-
-def load_pipeline_config(path):
-    config = yaml.safe_load(Path(path).read_text()) or {}
-    unknown = set(config) - PIPELINE_KEYS
-    if unknown:
-        raise DatasetError(f"unknown pipeline config keys {sorted(unknown)} in {path}; valid: "
-                           f"{', '.join(sorted(PIPELINE_KEYS))}")
-    if "data_root" not in config:
-        raise DatasetError(f"{path}: no data_root; set it to the datasets root (e.g. data/demo)")
-    config.setdefault("image_size", 224)
-    config.setdefault("methods", {})
-    config.setdefault("external", {})
-    config.setdefault("detection", {})
-    config.setdefault("knn", {"k": [20], "temperature": 0.07})
-    config.setdefault("linear", {"protocol": "moco", "cached": True})
-    config.setdefault("random_baseline", True)
-    config.setdefault("eval_workers", 0)
-    for name, spec in list(config["methods"].items()) + list(config["detection"].items()):
-        if not Path(spec.get("config", "")).is_file():
-            raise DatasetError(f"{path}: '{name}' has no config file {spec.get('config')!r}; give the path of a YAML "
-                               "under configs/")
-    return config
+from sslt_core.checkpoints import read_encoder
+from sslt_core.datasets import image_folder
+from sslt_core.errors import ConfigError
+from sslt_core.fingerprint import file_digest
+from sslt_core.lock import OutputLock
+from sslt_demo.writer import make_demo_data
+from sslt_pipeline.config import DEFAULT_RESOURCES, RANDOM_BASELINE, folder_name, load_pipeline_config
+from sslt_pipeline.report import write_report
+from sslt_pipeline.stages import Stage, StageJob, run_stages
+from transfer.convert import detectron2_checkpoint, to_detectron2
+from transfer.finetune import build_config, config_chain, run_trials
 
 
-def _file_text(path):
-    return Path(path).read_text() if Path(path).is_file() else f"missing file {path}"
+def _texts(paths):
+    return {str(p): Path(p).read_text() for p in paths}
 
 
-def _pretrain_stage(name, spec, config):
+class Model:
+    """A row of the tables: a pretraining stage's export, an external checkpoint, or random init."""
+
+    def __init__(self, name, pretrain=None, external=None, traits=None):
+        self.name, self.folder = name, folder_name(name)
+        self.pretrain, self.external, self.traits = pretrain, external, traits or {}
+
+    def weights(self, inputs):
+        if self.pretrain:
+            return inputs[self.pretrain]["encoder"]
+        return self.external.path if self.external else "random"
+
+    def weights_spec(self):
+        """What the model's weights are, by content: its pretraining stage (whose hash the spec carries through
+        `needs`), or an external file's sha256, or random init."""
+        if self.pretrain:
+            return {"weights": "pretrained"}
+        if self.external:
+            return {"weights": "external", "sha256": file_digest(self.external.path), "source": self.external.source}
+        return {"weights": "random"}
+
+
+def _pretrain_stage(name, entry, config):
     def run(folder, inputs):
-        from pretrain.config import load_config
-        from pretrain.train import train
-
-        run_config = load_config(spec["config"], list(spec.get("overrides", [])) +
-                                 [f"train.data={config['data_root']}"])
+        run_config = load_config(entry.config, list(entry.overrides) + [f"train.data={config.data_root}"])
         summary = train(run_config, folder, resume=True, progress=True)
-        return {"encoder": str(folder / "encoder.pth"), "final": summary}
+        return {"encoder": str(folder / "encoder.safetensors"), "final": summary}
 
-    return Stage(f"{name}/pretrain", {"config": _file_text(spec["config"]), "overrides": spec.get("overrides", []),
-                                      "data_root": str(config["data_root"])}, run)
-
-
-def _weights(model, inputs):
-    """The encoder checkpoint of a model row: its pretraining's export, an external file or 'random'."""
-    if model["pretrain"]:
-        return inputs[model["pretrain"]]["encoder"]
-    return model["external"] or "random"
+    return Stage(f"{folder_name(name)}/pretrain", {"config": _texts([entry.config]), "overrides": entry.overrides,
+                                                   "data_root": str(config.data_root)}, run)
 
 
 def _convert(model):
     def run(folder, inputs):
-        from sslt_core.checkpoints import read_encoder
-        from transfer.convert import detectron2_checkpoint, to_detectron2
-
-        encoder = read_encoder(_weights(model, inputs))
-        out = folder / "model.pkl"
-        converted = detectron2_checkpoint(to_detectron2(encoder.state_dict), f"ssl-transfer pipeline, {model['name']}")
-        write_bytes_atomic(out, pickle.dumps(converted))
-        return {"pkl": str(out), "source": encoder.source}
+        trust = bool(model.external and model.external.trust)
+        source = model.external.source if model.external else "auto"
+        encoder = read_encoder(model.weights(inputs), source, trust=trust)
+        converted = detectron2_checkpoint(to_detectron2(encoder.state_dict), f"ssl-transfer pipeline, {model.name}")
+        write_bytes_atomic(folder / "model.pkl", pickle.dumps(converted))
+        return {"pkl": str(folder / "model.pkl"), "source": encoder.source}
 
     return run
 
 
 def _features(config, model, inputs, folder):
-    from eval.features import build_encoder, split_features
-
-    weights = _weights(model, inputs)
-    encoder, description = build_encoder(weights)
-    splits, classes, _ = split_features(encoder, description, weights, config["data_root"], config["image_size"],
-                                        folder.parent / "features", num_workers=config["eval_workers"])
+    weights = model.weights(inputs)
+    encoder, description = build_encoder(weights, trust=bool(model.external and model.external.trust))
+    splits, classes, _ = split_features(encoder, description, weights, config.data_root, config.image_size,
+                                        folder.parent / "features", num_workers=config.eval_workers)
     return encoder, splits, classes
 
 
 def _knn(config, model):
     def run(folder, inputs):
-        from eval.knn import accuracy, knn_classify
-
         _, splits, classes = _features(config, model, inputs, folder)
         (train_x, train_y), (val_x, val_y) = splits["train"], splits["val"]
-        ks = list(config["knn"].get("k", [20]))
-        rankings = knn_classify(train_x, train_y, val_x, ks, config["knn"].get("temperature", 0.07), len(classes))
+        ks = list(config.knn.k)
+        rankings = knn_classify(train_x, train_y, val_x, ks, config.knn.temperature, len(classes))
         result = {str(k): accuracy(r, val_y) for k, r in rankings.items()}
         write_json_atomic(folder / "knn.json", result)
-        return {"top1": result[str(ks[0])]["top1"], "k": ks[0], "all": result}
+        return {"top1": result[str(ks[0])]["top1"], "top5": result[str(ks[0])]["top5"], "k": ks[0], "all": result}
 
     return run
 
 
 def _linear(config, model):
     def run(folder, inputs):
-        from eval.linear import PROTOCOLS, adapted, linear_probe, train_transform
-        from sslt_core.datasets import image_folder
-
-        settings = config["linear"]
+        settings = config.linear
         encoder, splits, classes = _features(config, model, inputs, folder)
-        protocol = adapted(PROTOCOLS[settings.get("protocol", "moco")], settings.get("batch_size"),
-                           settings.get("epochs"))
-        augmented = None if settings.get("cached", True) else image_folder(
-            "imagenet", "train", config["data_root"], transform=train_transform(config["image_size"]))
+        protocol = adapted(PROTOCOLS[settings.protocol], settings.batch_size, settings.epochs)
+        augmented = None if settings.cached else image_folder(
+            "imagenet", "train", config.data_root, transform=train_transform(config.image_size))
         result, mode = linear_probe(encoder, splits["train"], splits["val"], len(classes), protocol, augmented)
         write_json_atomic(folder / "linear.json", {**result, "mode": mode})
         return {"top1": result["top1"], "top5": result["top5"], "mode": mode}
@@ -129,106 +127,128 @@ def _linear(config, model):
     return run
 
 
-def _detection(config, spec, convert_id):
-    def run(folder, inputs):
-        from transfer.finetune import run_trials
+def _detection_trials(entry, weights, folder, data_root):
+    return run_trials(entry.config, weights, folder, trials=entry.trials, opts=tuple(str(o) for o in entry.opts),
+                      data_root=data_root, resume=True, quiet=True)
 
+
+def _detection(config, entry, convert_id, num_gpus=0):
+    def run(folder, inputs):
         weights = inputs[convert_id]["pkl"] if convert_id else "random"
-        summary = run_trials(spec["config"], weights, folder, trials=spec.get("trials", 1),
-                             opts=tuple(str(o) for o in spec.get("opts", [])), data_root=config["data_root"],
-                             resume=True, quiet=True)
+        if num_gpus > 1:  # in a job of one task: detectron2 starts one process per GPU
+            launch(_detection_trials, num_gpus, args=(entry, weights, folder, config.data_root))
+            summary = json.loads((folder / "metrics.json").read_text())
+        else:
+            summary = _detection_trials(entry, weights, folder, config.data_root)
         return {"mean": summary["mean"], "std": summary["std"]}
 
     return run
 
 
-def build_stages(config):
-    """(stages in dependency order, model rows): every model's pretrain, convert, kNN, linear and detection."""
-    stages, models = [], []
-    from pretrain.config import load_config
-    from pretrain.train import METHOD_TRAITS
+def build_models(config):
+    """The table's rows, with each pretraining config checked (a bad one fails here, before any work)."""
+    models, stages = [], []
+    for name, entry in config.methods.items():
+        run = load_config(entry.config, entry.overrides)
+        stages.append(_pretrain_stage(name, entry, config))
+        method = METHODS[run.method][1]
+        models.append(Model(name, pretrain=stages[-1].id, traits={
+            "method": run.method, "batch_size": run.train.batch_size, "epochs": run.train.epochs,
+            "negative_pairs": method.negative_pairs, "momentum_encoder": method.momentum_encoder}))
+    if config.random_baseline:
+        models.append(Model(RANDOM_BASELINE, traits={"epochs": 0}))  # no pretraining
+    for name, entry in config.external.items():
+        if not Path(entry.path).is_file():
+            raise ConfigError(f"pipeline: external '{name}': no file {entry.path}")
+        models.append(Model(name, external=entry))
+    return models, stages
 
-    for name, spec in config["methods"].items():
-        stages.append(_pretrain_stage(_slug(name), spec, config))
-        run = load_config(spec["config"], spec.get("overrides", []))  # a bad config fails here, before any work
-        negatives, momentum = METHOD_TRAITS[run.method]
-        models.append({"name": name, "pretrain": stages[-1].id, "external": None, "method": run.method,
-                       "batch_size": run.train.batch_size, "epochs": run.train.epochs,
-                       "negative_pairs": negatives, "momentum_encoder": momentum})
-    if config["random_baseline"]:
-        models.append({"name": "random init", "pretrain": None, "external": None})
-    for name, path in config["external"].items():
-        models.append({"name": name, "pretrain": None, "external": str(path)})
+
+def build_stages(config, detection_gpus=0):
+    """(stages in dependency order, model rows): every model's pretrain, convert, kNN, linear and detection.
+    `detection_gpus` > 1: each detection stage spreads its trials over that many processes (detectron2's launch)."""
+    for entry in config.detection.values():  # a mistyped detection config or override fails before any work
+        build_config(entry.config, [str(o) for o in entry.opts], "", Path("unused"), 0, 1)
+    models, stages = build_models(config)
     for model in models:
-        name, needs = _slug(model["name"]), (model["pretrain"],) if model["pretrain"] else ()
-        weights_spec = {"weights": model["external"] or ("pretrained" if model["pretrain"] else "random")}
-        eval_spec = {"data_root": str(config["data_root"]), "image_size": config["image_size"], **weights_spec}
-        stages.append(Stage(f"{name}/knn", {**eval_spec, "knn": config["knn"]}, _knn(config, model), needs))
-        stages.append(Stage(f"{name}/linear", {**eval_spec, "linear": config["linear"]}, _linear(config, model),
+        needs = (model.pretrain,) if model.pretrain else ()
+        weights = model.weights_spec()
+        evaluation = {"data_root": str(config.data_root), "image_size": config.image_size, **weights}
+        stages.append(Stage(f"{model.folder}/knn", {**evaluation, "knn": asdict(config.knn)}, _knn(config, model),
                             needs))
+        stages.append(Stage(f"{model.folder}/linear", {**evaluation, "linear": asdict(config.linear)},
+                            _linear(config, model), needs))
         convert_id = None
-        if model["pretrain"] or model["external"]:  # the random baseline trains from detectron2's own init
-            stages.append(Stage(f"{name}/convert", weights_spec, _convert(model), needs))
+        if model.pretrain or model.external:  # the random baseline trains from detectron2's own init
+            stages.append(Stage(f"{model.folder}/convert", weights, _convert(model), needs))
             convert_id = stages[-1].id
-        for key, spec in config["detection"].items():
-            detection_spec = {"config": _file_text(spec["config"]), "trials": spec.get("trials", 1),
-                              "opts": spec.get("opts", []), "data_root": str(config["data_root"]), **weights_spec}
-            stages.append(Stage(f"{name}/{key}", detection_spec, _detection(config, spec, convert_id),
+        for key, entry in config.detection.items():
+            spec = {"config": _texts(config_chain(entry.config)), "trials": entry.trials, "opts": entry.opts,
+                    "data_root": str(config.data_root), **weights}
+            stages.append(Stage(f"{model.folder}/{key}", spec, _detection(config, entry, convert_id, detection_gpus),
                                 (convert_id,) if convert_id else ()))
     return stages, models
 
 
-def _slug(name):
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
-def model_results(model, entries, config):
-    """One model's results in eval/tables.py's format, with the reason of every failed stage."""
-    name, slug = model["name"], _slug(model["name"])
-    result, failed = {"name": name, "detection": {}}, {}
-    if model["pretrain"]:
-        result.update({k: model[k] for k in ("method", "batch_size", "epochs", "negative_pairs", "momentum_encoder")})
-        if entries[model["pretrain"]]["status"] != "done":
-            failed["pretrain"] = entries[model["pretrain"]].get("reason")
-    elif not model["external"]:
-        result["epochs"] = 0  # the random-init baseline: no pretraining
+def model_result(model, entries, config):
+    """One model's ModelResult, with the reason of every failed stage."""
+    result, failed = ModelResult(name=model.name, **model.traits), {}
+    if model.pretrain and entries[model.pretrain]["status"] != "done":
+        failed["pretrain"] = entries[model.pretrain].get("reason")
     for stage in ("knn", "linear"):
-        entry = entries[f"{slug}/{stage}"]
+        entry = entries[f"{model.folder}/{stage}"]
         if entry["status"] == "done":
-            result[stage] = entry["outputs"]
+            setattr(result, stage, Accuracy(entry["outputs"]["top1"], entry["outputs"].get("top5")))
         else:
             failed[stage] = entry.get("reason")
-    for key in config["detection"]:
-        entry = entries[f"{slug}/{key}"]
+    for key in config.detection:
+        entry = entries[f"{model.folder}/{key}"]
         keys = (key, "coco_det") if key == "coco_instseg" else (key,)  # one Mask R-CNN run gives box and mask AP
         for k in keys:
             if entry["status"] == "done":
-                result["detection"][k] = entry["outputs"]
+                result.detection[k] = DetectionResult(entry["outputs"]["mean"], entry["outputs"]["std"])
             else:
                 failed[k] = entry.get("reason")
-    result["failed"] = failed
+    result.failed = {k: v or "failed" for k, v in failed.items()}
     return result
 
 
-def run_pipeline(config_path, output_dir, log=print):
-    """Run the whole pipeline; return the exit status (1 when any stage failed)."""
-    from eval.tables import make_tables
-    from sslt_demo.writer import make_demo_data
-    from sslt_pipeline.report import write_report
+def job_launcher(config, launcher):
+    """launch(stage, folder, inputs) for run_stages: the stage as a job with its kind's resources."""
 
+    def launch(stage, folder, inputs):
+        resources = config.resources.get(stage.kind, DEFAULT_RESOURCES[stage.kind])
+        ex = cluster.executor(launcher, folder / "jobs", resources, name=stage.id.replace("/", "-"),
+                              one_task=stage.kind != "pretrain")  # detection runs detectron2's own launch
+        job = cluster.submit(ex, StageJob(stage.run, str(folder), inputs))
+        return launcher, ex.folder, job.job_id
+
+    return launch
+
+
+def run_pipeline(config_path, output_dir, log=print, launcher="local", max_parallel=1):
+    """Run the whole pipeline in `output_dir`, which it locks; return the exit status (1 when a stage failed).
+    launcher "local": every stage in this process, one after another; "slurm" / "submitit-local": every stage as a
+    job as soon as the stages it reads are done, at most `max_parallel` jobs at a time."""
     config = load_pipeline_config(config_path)
+    cluster.check_launcher(launcher)
     output_dir = Path(output_dir)
-    if config.get("demo_data"):
-        demo = config["demo_data"]
-        make_demo_data(config["data_root"], seed=demo.get("seed", 0), size_name=demo.get("size", "default"))
-    stages, models = build_stages(config)
-    entries = run_stages(stages, output_dir, log=log)
-    results = [model_results(model, entries, config) for model in models]
-    for result in results:
-        write_json_atomic(output_dir / "results" / f"{_slug(result['name'])}.json", result)
-    for fmt, suffix in (("md", "md"), ("csv", "csv"), ("latex", "tex"), ("json", "json")):
-        write_bytes_atomic(output_dir / f"tables.{suffix}", make_tables(results, fmt).encode())
-    write_report(output_dir, config, models, entries, results)
+    jobs = launcher != "local"
+    stages, models = build_stages(config, detection_gpus=config.resources.get(
+        "detection", DEFAULT_RESOURCES["detection"]).gpus_per_node if jobs else 0)
+    with OutputLock(output_dir) as lock:
+        if lock.note():
+            log(lock.note())
+        if config.demo_data:
+            make_demo_data(config.data_root, seed=config.demo_data.seed, size_name=config.demo_data.size)
+        entries = run_stages(stages, output_dir, log=log, launch=job_launcher(config, launcher) if jobs else None,
+                             max_parallel=max_parallel)
+        results = [model_result(model, entries, config) for model in models]
+        for result in results:
+            write_json_atomic(output_dir / "results" / f"{folder_name(result.name)}.json", result.to_dict())
+        for fmt, suffix in (("md", "md"), ("csv", "csv"), ("latex", "tex"), ("json", "json")):
+            write_bytes_atomic(output_dir / f"tables.{suffix}", make_tables(results, fmt).encode())
+        write_report(output_dir, config, models, entries, results)
     failed = [stage_id for stage_id, entry in entries.items() if entry["status"] != "done"]
     if failed:
         log(f"{len(failed)} stage(s) failed: {', '.join(failed)}; see {output_dir / 'report.md'}")

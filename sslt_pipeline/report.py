@@ -1,14 +1,12 @@
-"""The pipeline's report: Markdown with the two tables, the stage log and plots (PNG, matplotlib)."""
+"""The pipeline's report: Markdown with the two tables, the stage log and plots (PNG, matplotlib's object API:
+no pyplot and no global backend to set)."""
 import json
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from eval.tables import linear_table, render, transfer_table  # noqa: E402
-from sslt_core.atomic import write_bytes_atomic  # noqa: E402
+from eval.tables import linear_table, render, transfer_table
+from sslt_core.atomic import atomic_path, write_bytes_atomic
 
 
 def epoch_curves(pretrain_dir):
@@ -21,8 +19,16 @@ def epoch_curves(pretrain_dir):
     return [by_epoch[e] for e in sorted(by_epoch)]
 
 
+def _save(figure, path):
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=100, format="png")
+
+
 def plot_pretraining(curves, path):
-    figure, axes = plt.subplots(1, 3, figsize=(15, 4))
+    """Loss, output std against 1/sqrt(d) and kNN top-1 per epoch, one line per method."""
+    figure = Figure(figsize=(15, 4))
+    axes = figure.subplots(1, 3)
     for name, records in curves.items():
         epochs = [r["epoch"] for r in records]
         axes[0].plot(epochs, [r["loss"] for r in records], marker="o", label=name)
@@ -35,44 +41,47 @@ def plot_pretraining(curves, path):
         axis.set_title(title)
         axis.set_xlabel("epoch")
         axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    _save(figure, path)
+
+
+# (label, how to read it from a ModelResult)
+TRANSFER_BARS = (
+    ("kNN top-1", lambda r: r.knn.top1 if r.knn else None),
+    ("linear top-1", lambda r: r.linear.top1 if r.linear else None),
+    ("VOC07 AP50", lambda r: r.detection["voc07"].mean.get("bbox", {}).get("AP50") if "voc07" in r.detection
+     else None),
+    ("COCO box AP", lambda r: r.detection["coco_det"].mean.get("bbox", {}).get("AP") if "coco_det" in r.detection
+     else None),
+    ("COCO mask AP", lambda r: r.detection["coco_instseg"].mean.get("segm", {}).get("AP")
+     if "coco_instseg" in r.detection else None),
+)
 
 
 def plot_transfer(results, path):
-    metrics = [("kNN top-1", lambda r: (r.get("knn") or {}).get("top1"))]
-    metrics.append(("linear top-1", lambda r: (r.get("linear") or {}).get("top1")))
-    for key, task, label in (("voc07", "bbox", "VOC07 AP50"), ("coco_instseg", "bbox", "COCO box AP"),
-                             ("coco_instseg", "segm", "COCO mask AP")):
-        metric = "AP50" if key == "voc07" else "AP"
-        metrics.append((label, lambda r, key=key, task=task, metric=metric:
-                        ((r.get("detection") or {}).get(key) or {}).get("mean", {}).get(task, {}).get(metric)))
-    figure, axis = plt.subplots(figsize=(12, 4))
+    """Every model's transfer results side by side (missing or failed values drawn as 0)."""
+    figure = Figure(figsize=(12, 4))
+    axis = figure.subplots()
     width = 0.8 / max(len(results), 1)
     for i, result in enumerate(results):
-        values = [get(result) or 0.0 for _, get in metrics]
-        axis.bar([m + i * width for m in range(len(metrics))], values, width, label=result["name"])
-    axis.set_xticks([m + width * (len(results) - 1) / 2 for m in range(len(metrics))])
-    axis.set_xticklabels([label for label, _ in metrics])
+        values = [get(result) or 0.0 for _, get in TRANSFER_BARS]
+        axis.bar([m + i * width for m in range(len(TRANSFER_BARS))], values, width, label=result.name)
+    axis.set_xticks([m + width * (len(results) - 1) / 2 for m in range(len(TRANSFER_BARS))])
+    axis.set_xticklabels([label for label, _ in TRANSFER_BARS])
     axis.set_ylabel("%")
     axis.set_title("transfer results (missing or failed: 0)")
     axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    _save(figure, path)
 
 
 def write_report(output_dir, config, models, entries, results):
+    """OUTPUT/report.md and OUTPUT/plots/*.png."""
     output_dir = Path(output_dir)
-    plots = output_dir / "plots"
-    plots.mkdir(parents=True, exist_ok=True)
-    curves = {m["name"]: epoch_curves(output_dir / m["pretrain"]) for m in models if m["pretrain"]}
+    curves = {m.name: epoch_curves(output_dir / m.pretrain) for m in models if m.pretrain}
     curves = {k: v for k, v in curves.items() if v}
     if curves:
-        plot_pretraining(curves, plots / "pretraining.png")
-    plot_transfer(results, plots / "transfer.png")
-    lines = ["# Pretrain -> transfer report", "", f"Data: `{config['data_root']}`", "",
+        plot_pretraining(curves, output_dir / "plots" / "pretraining.png")
+    plot_transfer(results, output_dir / "plots" / "transfer.png")
+    lines = ["# Pretrain -> transfer report", "", f"Data: `{config.data_root}`", "",
              "## Linear classification (SimSiam Table 4)", "", render(*linear_table(results), "md"),
              "## Transfer (SimSiam Table 5)", "", render(*transfer_table(results), "md")]
     if curves:

@@ -1,11 +1,18 @@
 """Resumable stages with a manifest: what the pipeline (sslt_pipeline/pipeline.py) is made of.
 
-A stage has an id, a spec (everything its result depends on: config contents, overrides, the hashes of the
-stages it reads) and a function that writes into the stage's own folder. The manifest records each stage's
-spec hash and status. A stage whose hash is recorded as done is skipped; one whose spec changed is cleared and
-re-run, and so is everything downstream (their specs hold its hash); one that was interrupted runs again in its
-folder, where its own resume logic picks up. A stage that fails is recorded with its reason, the stages that
-need it are marked failed too, and the others go on.
+A stage has an id, a spec (everything its result depends on, by content: config texts, overrides, checkpoint
+hashes, the hashes of the stages it reads) and a function that writes into the stage's own folder. The manifest
+records each stage's spec hash and status. A stage whose hash is recorded as done is skipped; one whose spec
+changed is cleared and re-run, and so is everything downstream (their specs hold its hash); one that was
+interrupted runs again in its folder, where its own resume logic picks up. A stage that fails is recorded with
+its reason, the stages that need it are marked failed too, and the others go on.
+
+Two ways to run them:
+- in this process, one after another (`launch=None`);
+- as jobs (`launch(stage, folder, inputs) -> (launcher, job folder, job id)`, sslt_core/cluster.py): each stage is
+  submitted as soon as the stages it reads are done, at most `max_parallel` at a time. The manifest records each
+  job as it is submitted and each result as it ends, so a re-run after the submitting process was killed picks up
+  the jobs that still run or have finished instead of submitting them again.
 """
 import hashlib
 import json
@@ -14,7 +21,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sslt_core import cluster
 from sslt_core.atomic import write_json_atomic
+from sslt_core.errors import ConfigError
 
 
 @dataclass
@@ -25,13 +34,20 @@ class Stage:
     needs: tuple = ()  # ids of the stages whose outputs this one reads
     hash: str = field(default="", init=False)
 
+    @property
+    def kind(self):
+        """pretrain | convert | knn | linear | detection (its resources in the pipeline config)."""
+        kind = self.id.rsplit("/", 1)[-1]
+        return kind if kind in ("pretrain", "convert", "knn", "linear") else "detection"
+
 
 class Manifest:
     def __init__(self, path):
         self.path = Path(path)
         self.entries = json.loads(self.path.read_text()) if self.path.is_file() else {}
 
-    def save(self):
+    def record(self, stage_id, entry):
+        self.entries[stage_id] = entry
         write_json_atomic(self.path, self.entries)
 
 
@@ -39,43 +55,144 @@ def spec_hash(spec):
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def run_stages(stages, output_dir, log=print):
+def _reason(error):
+    text = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {text}"[:300]
+
+
+def _prepare(stage, entry, folder, log):
+    """Clear a stage folder whose inputs changed; say what is about to happen."""
+    if entry.get("hash") not in (None, stage.hash) and folder.exists():
+        log(f"[redo] {stage.id}: its inputs changed")
+        shutil.rmtree(folder)
+    elif entry:
+        log(f"[{'retry' if entry.get('status') == 'failed' else 'resume'}] {stage.id}")
+    else:
+        log(f"[run] {stage.id}")
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def _hash_and_check(stages, output_dir):
+    hashes = {}
+    for stage in stages:
+        stage.hash = spec_hash({"spec": stage.spec, "needs": {k: hashes[k] for k in stage.needs}})
+        hashes[stage.id] = stage.hash
+        folder = output_dir / stage.id
+        if not folder.resolve().is_relative_to(output_dir.resolve()):  # never write (or remove) outside OUTPUT
+            raise ConfigError(f"stage {stage.id!r} would live outside {output_dir}; model names must not hold "
+                              "'..' or '/'")
+
+
+def run_stages(stages, output_dir, log=print, launch=None, max_parallel=1, poll_seconds=2.0):
     """Run `stages` (in dependency order) under `output_dir`; return {id: manifest entry}."""
     output_dir = Path(output_dir)
     manifest = Manifest(output_dir / "manifest.json")
+    _hash_and_check(stages, output_dir)
+    if launch is None:
+        return _run_here(stages, output_dir, manifest, log)
+    return _run_as_jobs(stages, output_dir, manifest, log, launch, max_parallel, poll_seconds)
+
+
+def _settled(stage, manifest, done, log):
+    """The stage's entry if nothing needs running (done and unchanged, or a need failed), else None."""
+    entry = manifest.entries.get(stage.id, {})
+    failed_needs = [k for k in stage.needs if done[k]["status"] != "done"]
+    if failed_needs:
+        return {"status": "failed", "reason": f"needs {failed_needs[0]}, which failed", "hash": stage.hash}
+    if entry.get("hash") == stage.hash and entry.get("status") == "done":
+        log(f"[skip] {stage.id}: done, unchanged")
+        return entry
+    return None
+
+
+def _run_here(stages, output_dir, manifest, log):
     done = {}
     for stage in stages:
-        upstream = {need: done[need] for need in stage.needs}
-        stage.hash = spec_hash({"spec": stage.spec, "needs": {k: v["hash"] for k, v in upstream.items()}})
-        folder = output_dir / stage.id
-        entry = manifest.entries.get(stage.id, {})
-        failed_needs = [k for k, v in upstream.items() if v["status"] != "done"]
-        if failed_needs:
-            result = {"status": "failed", "reason": f"needs {failed_needs[0]}, which failed", "hash": stage.hash}
-        elif entry.get("hash") == stage.hash and entry.get("status") == "done":
-            log(f"[skip] {stage.id}: done, unchanged")
-            result = entry
-        else:
-            if entry.get("hash") not in (None, stage.hash) and folder.exists():
-                log(f"[redo] {stage.id}: its inputs changed")
-                shutil.rmtree(folder)
-            elif entry:
-                log(f"[{'retry' if entry.get('status') == 'failed' else 'resume'}] {stage.id}")
-            else:
-                log(f"[run] {stage.id}")
-            folder.mkdir(parents=True, exist_ok=True)
-            manifest.entries[stage.id] = {"status": "running", "hash": stage.hash}
-            manifest.save()
+        result = _settled(stage, manifest, done, log)
+        if result is None:
+            folder = output_dir / stage.id
+            _prepare(stage, manifest.entries.get(stage.id, {}), folder, log)
+            manifest.record(stage.id, {"status": "running", "hash": stage.hash})
             start = time.time()
             try:
-                outputs = stage.run(folder, {k: v.get("outputs", {}) for k, v in upstream.items()})
+                outputs = stage.run(folder, {k: done[k].get("outputs", {}) for k in stage.needs})
                 result = {"status": "done", "hash": stage.hash, "outputs": outputs or {},
                           "seconds": round(time.time() - start, 1)}
             except Exception as error:  # a failed stage marks its row; the others go on
-                reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
-                log(f"[failed] {stage.id}: {reason}")
-                result = {"status": "failed", "hash": stage.hash, "reason": reason}
-        manifest.entries[stage.id] = result
-        manifest.save()
+                log(f"[failed] {stage.id}: {_reason(error)}")
+                result = {"status": "failed", "hash": stage.hash, "reason": _reason(error)}
+        manifest.record(stage.id, result)
         done[stage.id] = result
     return done
+
+
+class StageJob:
+    """A stage as a job's callable; requeued on preemption, the stage resumes from its own checkpoints."""
+
+    def __init__(self, stage_run, folder, inputs):
+        self.stage_run, self.folder, self.inputs = stage_run, folder, inputs
+
+    def __call__(self):
+        import submitit
+
+        if submitit.JobEnvironment().num_tasks > 1:  # a pretraining over several GPUs: one process per task
+            cluster.distributed_from_job()
+        return self.stage_run(Path(self.folder), self.inputs)
+
+    def checkpoint(self, *args, **kwargs):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(StageJob(self.stage_run, self.folder, self.inputs))
+
+
+def _run_as_jobs(stages, output_dir, manifest, log, launch, max_parallel, poll_seconds):
+    done, running, order = {}, {}, list(stages)
+    while order or running:
+        for stage in list(order):
+            if any(need not in done for need in stage.needs):
+                continue  # waits for what it reads
+            result = _settled(stage, manifest, done, log)
+            if result is not None:
+                manifest.record(stage.id, result)
+                done[stage.id] = result
+                order.remove(stage)
+                continue
+            entry = manifest.entries.get(stage.id, {})
+            if entry.get("job_id") and entry.get("hash") == stage.hash and entry.get("status") == "running":
+                state = cluster.job_state(entry["launcher"], entry["job_folder"], entry["job_id"])
+                if state in ("running", "done", "failed"):  # submitted by an earlier run: picked up, not resubmitted
+                    log(f"[adopt] {stage.id}: job {entry['job_id']} ({state})")
+                    running[stage.id] = entry
+                    order.remove(stage)
+                    continue
+            if len(running) >= max_parallel:
+                continue
+            folder = output_dir / stage.id
+            _prepare(stage, entry, folder, log)
+            launcher, job_folder, job_id = launch(stage, folder, {k: done[k].get("outputs", {}) for k in stage.needs})
+            entry = {"status": "running", "hash": stage.hash, "launcher": launcher, "job_folder": str(job_folder),
+                     "job_id": str(job_id), "submitted": time.time()}
+            manifest.record(stage.id, entry)
+            running[stage.id] = entry
+            order.remove(stage)
+        for stage_id, entry in list(running.items()):
+            state = cluster.job_state(entry["launcher"], entry["job_folder"], entry["job_id"])
+            if state == "running":
+                continue
+            if state == "done":
+                outputs = cluster.job_result(entry["launcher"], entry["job_folder"], entry["job_id"])
+                result = {"status": "done", "hash": entry["hash"], "outputs": outputs or {},
+                          "seconds": round(time.time() - entry.get("submitted", time.time()), 1),
+                          "job_id": entry["job_id"]}
+            else:
+                reason = (f"job {entry['job_id']} {'failed' if state == 'failed' else 'is gone'}: "
+                          f"{cluster.job_failure(entry['launcher'], entry['job_folder'], entry['job_id'])}")
+                log(f"[failed] {stage_id}: {reason}")
+                result = {"status": "failed", "hash": entry["hash"], "reason": reason[:400], "job_id": entry["job_id"]}
+            manifest.record(stage_id, result)
+            done[stage_id] = result
+            del running[stage_id]
+        if running or order:
+            time.sleep(poll_seconds)
+    return {stage.id: done[stage.id] for stage in stages}
+

@@ -1,11 +1,4 @@
-import importlib
-
 import numpy as np
-
-
-def test_toolkit_and_its_dependencies_import():
-    for name in ("detectron2", "faiss", "sklearn", "pycocotools", "fvcore", "pretrain", "transfer", "eval"):
-        importlib.import_module(name)
 
 
 def test_faiss_inner_product_search_matches_brute_force():

@@ -6,33 +6,28 @@
 Exits non-zero with a one-line error on a wrong root, a missing folder or (with --verify-images) an image
 that does not decode.
 """
-import argparse
-import sys
-
+from sslt_core.cli import ToolParser, run
 from sslt_core.datasets import LAYOUTS, dataset_path
-from sslt_core.errors import DatasetError
 from sslt_core.images import load_rgb
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("datasets", nargs="*", default=list(LAYOUTS), help=f"any of {', '.join(LAYOUTS)}")
+def main(argv=None):
+    parser = ToolParser(description=__doc__)
+    parser.add_argument("datasets", nargs="*", default=list(LAYOUTS),
+                        help=f"any of {', '.join(LAYOUTS)}")
     parser.add_argument("--data-root", help="the folder holding the datasets (default: $DETECTRON2_DATASETS)")
     parser.add_argument("--verify-images", action="store_true", help="decode every image")
-    args = parser.parse_args()
-    try:
-        for name in args.datasets:
-            path = dataset_path(name, args.data_root)
-            images = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-            if args.verify_images:
-                for image in images:
-                    load_rgb(image)
-            print(f"{name:9s} {path}  {len(images)} images" + (", all decode" if args.verify_images else ""))
-    except DatasetError as error:
-        sys.exit(f"error: {error}")
+    args = parser.parse_args(argv)
+    for name in args.datasets:
+        path = dataset_path(name, args.data_root)
+        images = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if args.verify_images:
+            for image in images:
+                load_rgb(image)
+        print(f"{name:9s} {path}  {len(images)} images" + (", all decode" if args.verify_images else ""))
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

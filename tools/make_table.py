@@ -3,25 +3,21 @@
     python tools/make_table.py output/pipeline/results/*.json
     python tools/make_table.py simsiam.json mocov2.json --format latex > tables.tex
 
-See eval/tables.py for the results format. Best value per column in bold, mean +- std over trials.
+See eval/results.py for the results format. Best value per column in bold (none on a tie), mean +- std over
+trials; a results file of the wrong shape fails with one line naming the file and the key.
 """
-import argparse
-import sys
-
-from eval.tables import load_results, make_tables
-from sslt_core.errors import DatasetError
+from eval.results import load_results
+from eval.tables import make_tables
+from sslt_core.cli import ToolParser, run
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None):
+    parser = ToolParser(description=__doc__)
     parser.add_argument("results", nargs="+", help="results JSON files, one or more per model")
     parser.add_argument("--format", choices=("md", "csv", "latex", "json"), default="md")
-    args = parser.parse_args()
-    try:
-        print(make_tables(load_results(args.results), args.format), end="")
-    except DatasetError as error:
-        sys.exit(f"error: {error}")
+    args = parser.parse_args(argv)
+    print(make_tables(load_results(args.results), args.format), end="")
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -3,20 +3,29 @@
     python tools/train_det.py --config configs/voc07.yaml --weights simsiam.pkl --output-dir out/voc07 --trials 5
     python tools/train_det.py --config configs/demo/voc07.yaml --data-root data/demo --weights random
     python tools/train_det.py --config configs/voc07.yaml --weights w.pkl --num-gpus 8 SOLVER.IMS_PER_BATCH 16
+    python tools/train_det.py --config configs/voc07.yaml --weights w.pkl --trials 5 --launcher slurm --wait
 
 Writes OUTPUT/metrics.json (each trial's VOC AP/AP50/AP75 or COCO bbox/segm AP, their mean and std) and
 keeps detectron2's logs, TensorBoard events and checkpoints per trial; --resume continues an interrupted run
 (with the config, overrides, weights and seed it started with). The config, the weights (read without running
 code from them) and the datasets are checked before anything is written; OUTPUT is locked while the run lives.
+
+With --launcher slurm each trial is its own job (the trials run in parallel), with detectron2's launch over the
+job's --gpus-per-node and --nodes; the last trial to end writes OUTPUT/metrics.json. A trial that fails is
+reported with its log (with --wait) and is run again, alone, by the same command with --resume.
 """
 import json
+from pathlib import Path
 
 from detectron2.engine import launch
 
-from sslt_core.cli import ToolParser, non_negative_int, positive_int, run
+from sslt_core import cluster
+from sslt_core.cli import ToolParser, add_cluster_arguments, non_negative_int, positive_int, run
+from sslt_core.errors import ClusterError
 from sslt_core.lock import OutputLock
 from sslt_core.safe_load import TRUST_FLAG
-from transfer.finetune import check_run, run_trials
+from transfer.finetune import check_run, run_trials, start_run
+from transfer.job import TrialJob, TrialRun
 
 
 def parse_args(argv=None):
@@ -36,6 +45,7 @@ def parse_args(argv=None):
     parser.add_argument("--dist-url", default="auto", help="e.g. tcp://host:port for several machines")
     parser.add_argument(TRUST_FLAG, action="store_true", help="the weights are trusted: allow a full unpickle")
     parser.add_argument("opts", nargs="*", help="KEY VALUE pairs overriding the config")
+    add_cluster_arguments(parser)
     args = parser.parse_args(argv)
     if args.machine_rank >= args.num_machines:
         parser.error(f"--machine-rank {args.machine_rank} must be below --num-machines {args.num_machines}")
@@ -49,8 +59,48 @@ def worker(args):
         print(json.dumps({"mean": summary["mean"], "std": summary["std"]}, indent=2))
 
 
+def submit_trials(args):
+    """Each unfinished trial as its own job; with --wait, one line per failed trial and its log."""
+    output = Path(args.output_dir)
+    with OutputLock(output):  # no run holds the folder; the trial jobs lock their own trial folders
+        start_run(args.config, args.weights, output, args.trials, args.seed, args.opts, args.data_root,
+                  args.resume, args.trust_checkpoint)
+    resources = cluster.Resources(nodes=args.nodes, gpus_per_node=args.gpus_per_node,
+                                  cpus_per_task=args.cpus_per_task, time=args.time, partition=args.partition,
+                                  account=args.account)
+    executor = cluster.executor(args.launcher, args.slurm_dir or output / "slurm", resources, name="train-det")
+    trial_run = TrialRun(str(args.config), args.weights, str(output), args.trials, args.seed, tuple(args.opts),
+                         args.data_root, args.gpus_per_node)
+    jobs = {}
+    for trial in range(args.trials):
+        if (output / f"trial_{trial}" / "result.json").is_file():
+            print(f"trial {trial}: done")
+            continue
+        jobs[trial] = cluster.submit(executor, TrialJob(trial_run, trial))
+        print(f"trial {trial}: submitted job {jobs[trial].job_id}, log {jobs[trial].paths.stderr}")
+    if not args.wait:
+        return 0
+    failed = []
+    for trial, job in jobs.items():
+        try:
+            cluster.wait(job)
+        except ClusterError as error:
+            failed.append(f"trial {trial}: {error}")
+    if failed:
+        raise ClusterError(f"{len(failed)} of {args.trials} trials failed ({'; '.join(failed)}); re-run them with "
+                           "the same command and --resume")
+    summary = json.loads((output / "metrics.json").read_text())
+    print(json.dumps({"mean": summary["mean"], "std": summary["std"]}, indent=2))
+    return 0
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.launcher != "local":
+        cluster.check_launcher(args.launcher)
+        check_run(args.config, args.weights, args.output_dir, args.trials, args.seed, args.opts, args.resume,
+                  args.trust_checkpoint, args.data_root, world_size=max(1, args.gpus_per_node) * args.nodes)
+        return submit_trials(args)
     check_run(args.config, args.weights, args.output_dir, args.trials, args.seed, args.opts, args.resume,
               args.trust_checkpoint, args.data_root, world_size=args.num_gpus * args.num_machines)
     if args.machine_rank:  # the first machine holds the lock of the shared output folder

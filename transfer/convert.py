@@ -1,4 +1,4 @@
-"""A torchvision ResNet-50 state dict in, detectron2's backbone names out (REFERENCE section 4).
+"""A torchvision ResNet-50 state dict in, detectron2's backbone names out, as MoCo's convert-pretrain-to-detectron2.py.
 
     conv1, bn1                      -> stem.conv1, stem.conv1.norm
     layerN.i.convK, layerN.i.bnK    -> res{N+1}.i.convK, res{N+1}.i.convK.norm
@@ -94,5 +94,5 @@ def to_detectron2(state_dict):
 
 
 def detectron2_checkpoint(converted, author):
-    """The dict detectron2 reads from a .pkl: numpy arrays, suffix matching on (REFERENCE section 4)."""
+    """The dict detectron2 reads from a .pkl: numpy arrays, suffix matching on (detectron2's DetectionCheckpointer)."""
     return {"model": converted, "__author__": author, "matching_heuristics": True}

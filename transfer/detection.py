@@ -1,6 +1,7 @@
 """detectron2 glue for the MoCo / SimSiam detection protocol (He et al. 2020, A.2; MoCo's detection/ code).
 
-The one model change is MoCo's: a norm layer after res5 in the C4 ROI head, of the backbone's kind (naiveSyncBN). Datasets are registered from the roots
+The one model change is MoCo's: a norm layer after res5 in the C4 ROI head, of the backbone's kind
+(naiveSyncBN). Datasets are registered from the roots
 that sslt_core/datasets.py resolves; `demo_*` names are the generated demo data (tools/make_demo_data.py).
 """
 import math

@@ -122,7 +122,7 @@ def build_config(config_file, opts, weights, output_dir, seed, world_size):
             raise ConfigError(f"{key} must be >= 1, got {value}")
     if cfg.SOLVER.IMS_PER_BATCH % world_size:
         raise ConfigError(f"SOLVER.IMS_PER_BATCH {cfg.SOLVER.IMS_PER_BATCH} must divide among {world_size} processes")
-    if cfg.SOLVER.IMS_PER_BATCH != batch and "SOLVER.BASE_LR" not in list(opts)[::2]:
+    if batch != cfg.SOLVER.IMS_PER_BATCH and "SOLVER.BASE_LR" not in list(opts)[::2]:
         # Linear scaling rule (Goyal et al. 2017), as the MoCo / SimSiam recipes state their lr at batch 16.
         cfg.SOLVER.BASE_LR = lr * cfg.SOLVER.IMS_PER_BATCH / batch
         notes.append(f"SOLVER.IMS_PER_BATCH {batch} -> {cfg.SOLVER.IMS_PER_BATCH}: SOLVER.BASE_LR scaled linearly "
@@ -223,35 +223,60 @@ def check_run(config_file, weights, output_dir, trials=1, seed=0, opts=(), resum
     return identity
 
 
-def run_trials(config_file, weights, output_dir, trials=1, seed=0, opts=(), data_root=None, resume=False,
-               quiet=False, trust=False):
-    """Run `trials` fine-tunings with seeds seed..seed+trials-1; write OUTPUT/metrics.json; return its content.
-    `quiet`: detectron2's log goes to OUTPUT/log.txt only, not to the console."""
+def setup_logging(output_dir, quiet, name_suffix=""):
+    """detectron2's and our log to OUTPUT/log{suffix}.txt (and the console unless quiet), for this run only."""
+    setup_logger.cache_clear()  # a second run in this process logs to its own folder only
+    for name in ("detectron2", "transfer"):
+        for handler in list(logging.getLogger(name).handlers):
+            logging.getLogger(name).removeHandler(handler)
+            handler.close()
+        setup_logger(str(output_dir / f"log{name_suffix}.txt"), distributed_rank=comm.get_rank(), name=name,
+                     configure_stdout=not quiet)
+
+
+def start_run(config_file, weights, output_dir, trials=1, seed=0, opts=(), data_root=None, resume=False,
+              trust=False):
+    """Check everything (main process) and record the run's identity in OUTPUT/run.json."""
     output_dir = Path(output_dir)
     if comm.is_main_process():  # the other processes of a launch would see the run.json written here
         identity = check_run(config_file, weights, output_dir, trials, seed, opts, resume, trust, data_root)
         if not (output_dir / "run.json").is_file():
             write_json_atomic(output_dir / "run.json", identity)
     comm.synchronize()
+
+
+def run_one_trial(config_file, weights, output_dir, trial, seed=0, opts=(), data_root=None):
+    """Trial `trial` (seed + trial) of a started run; its results (rank 0)."""
     weights_path = "" if weights == "random" else str(weights)
-    setup_logger.cache_clear()  # a second run in this process logs to its own folder only
-    for name in ("detectron2", "transfer"):
-        for handler in list(logging.getLogger(name).handlers):
-            logging.getLogger(name).removeHandler(handler)
-            handler.close()
-        setup_logger(str(output_dir), distributed_rank=comm.get_rank(), name=name, configure_stdout=not quiet)
-    per_trial = []
-    for trial in range(trials):
-        cfg, notes = build_config(config_file, opts, weights_path, output_dir / f"trial_{trial}", seed + trial,
-                                  comm.get_world_size())
-        for note in notes:
-            logger.info(note)
-        per_trial.append({"trial": trial, "seed": seed + trial, "results": run_trial(cfg, data_root)})
-    summary = None
-    if comm.is_main_process():
-        mean, std = summarize_trials([t["results"] for t in per_trial])
-        summary = {"config": str(config_file), "weights": weights, "opts": list(opts), "trials": per_trial,
-                   "mean": mean, "std": std}
-        write_json_atomic(output_dir / "metrics.json", summary)
+    cfg, notes = build_config(config_file, opts, weights_path, Path(output_dir) / f"trial_{trial}", seed + trial,
+                              comm.get_world_size())
+    for note in notes:
+        logger.info(note)
+    return run_trial(cfg, data_root)
+
+
+def summarize_run(config_file, weights, output_dir, trials, seed=0, opts=()):
+    """OUTPUT/metrics.json from every trial's result.json, once all `trials` have one; its content (else None)."""
+    output_dir = Path(output_dir)
+    files = [output_dir / f"trial_{k}" / "result.json" for k in range(trials)]
+    if not all(f.is_file() for f in files):
+        return None
+    per_trial = [{"trial": k, "seed": seed + k, "results": json.loads(f.read_text())["results"]}
+                 for k, f in enumerate(files)]
+    mean, std = summarize_trials([t["results"] for t in per_trial])
+    summary = {"config": str(config_file), "weights": weights, "opts": list(opts), "trials": per_trial,
+               "mean": mean, "std": std}
+    write_json_atomic(output_dir / "metrics.json", summary)
     return summary
 
+
+def run_trials(config_file, weights, output_dir, trials=1, seed=0, opts=(), data_root=None, resume=False,
+               quiet=False, trust=False):
+    """Run `trials` fine-tunings with seeds seed..seed+trials-1; write OUTPUT/metrics.json; return its content.
+    `quiet`: detectron2's log goes to OUTPUT/log.txt only, not to the console."""
+    output_dir = Path(output_dir)
+    start_run(config_file, weights, output_dir, trials, seed, opts, data_root, resume, trust)
+    setup_logging(output_dir, quiet)
+    for trial in range(trials):
+        run_one_trial(config_file, weights, output_dir, trial, seed, opts, data_root)
+    return summarize_run(config_file, weights, output_dir, trials, seed, opts) if comm.is_main_process() else None

@@ -56,14 +56,16 @@ def test_uniform_votes_equal_scikit_learn(data, backend):
     rankings = knn_classify(train, train_labels, test, (5, 25), num_classes=7, backend=backend, weights="uniform")
     normalized = train / np.linalg.norm(train, axis=1, keepdims=True)
     for k in (5, 25):
-        reference = KNeighborsClassifier(n_neighbors=k, algorithm="brute", metric="cosine").fit(normalized, train_labels)
+        reference = KNeighborsClassifier(n_neighbors=k, algorithm="brute", metric="cosine")
+        reference.fit(normalized, train_labels)
         np.testing.assert_array_equal(rankings[k][:, 0], reference.predict(test))
 
 
 def test_a_bank_smaller_than_k_and_classes_missing_from_the_test_split(data):
     train, train_labels, test, test_labels = data
     rankings = knn_classify(train[:15], train_labels[:15], test[:4], (10, 200), num_classes=7)
-    np.testing.assert_array_equal(rankings[200][:, 0], brute_force(train[:15], train_labels[:15], test[:4], 15, 0.07, 7))
+    expected = brute_force(train[:15], train_labels[:15], test[:4], 15, 0.07, 7)
+    np.testing.assert_array_equal(rankings[200][:, 0], expected)
     present = test_labels[:4]
     assert len(set(present)) < 7  # most classes are absent from this test split
     result = accuracy(rankings[10], present)

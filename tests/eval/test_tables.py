@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from eval.tables import load_results, make_tables
-from sslt_core.errors import DatasetError
+from eval.results import load_results, parse_result
+from eval.tables import make_tables
+from sslt_core.errors import ResultsError
 from tests.conftest import run_tool
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -16,12 +17,13 @@ EXPECTED_MD = """\
 |---|---|---|---|---|---|---|---|---|
 | SimSiam | simsiam | 256 |  |  | **68.1** | **60.5** | — | — |
 | MoCo v2 | mocov2 | 256 | ✓ | ✓ | 67.2 ± 0.3 | 58.2 ± 0.3 | — | — |
-| random init | — | — | — | — | — | — | **5.0** | — |
+| random init | — | — | — | — | — | — | 5.0 | — |
 
-| name | VOC 07 det AP50 | VOC 07 det AP | VOC 07 det AP75 | VOC 07+12 det AP50 | VOC 07+12 det AP | VOC 07+12 det AP75 \
-| COCO det AP50 | COCO det AP | COCO det AP75 | COCO instance seg AP50 | COCO instance seg AP | COCO instance seg AP75 |
+| name | VOC 07 det AP50 | VOC 07 det AP | VOC 07 det AP75 | VOC 07+12 det AP50 | VOC 07+12 det AP \
+| VOC 07+12 det AP75 | COCO det AP50 | COCO det AP | COCO det AP75 | COCO instance seg AP50 \
+| COCO instance seg AP | COCO instance seg AP75 |
 |---|---|---|---|---|---|---|---|---|---|---|---|---|
-| SimSiam | **77.3 ± 0.2** | 48.5 ± 0.1 | **52.5 ± 0.3** | — | — | — | — | — | — | **56.0** | **34.4** | **36.7** |
+| SimSiam | **77.3 ± 0.2** | 48.5 ± 0.1 | **52.5 ± 0.3** | — | — | — | — | — | — | 56.0 | 34.4 | 36.7 |
 | MoCo v2 | 77.0 | **48.6** | 52.0 | — | — | — | — | — | — | failed | failed | failed |
 | random init | — | — | — | — | — | — | — | — | — | — | — | — |
 """
@@ -33,7 +35,7 @@ def test_markdown_tables_match_the_expected_text():
 
 def test_a_row_without_epochs_goes_under_plain_linear_and_knn_columns():
     # 'random init' does not say its pretraining epochs: its accuracy belongs to no budget column
-    assert "| random init | — | — | — | — | — | — | **5.0** | — |" in make_tables(load_results(RESULTS), "md")
+    assert "| random init | — | — | — | — | — | — | 5.0 | — |" in make_tables(load_results(RESULTS), "md")
 
 
 def test_csv_latex_and_json_carry_the_same_values():
@@ -51,14 +53,34 @@ def test_csv_latex_and_json_carry_the_same_values():
     assert tables["transfer"][0]["VOC 07+12 det AP"] is None
 
 
+@pytest.mark.parametrize("text, message", [
+    ("{", "not valid JSON"), ('{"linear": {"top1": 1}}', "has no 'name'"), ("[1, 2]", "must be a mapping"),
+    ('{"name": "x", "linear": {"top1": "high"}}', "linear.top1 must be a number, got 'high'"),
+    ('{"name": "x", "epochs": 1.5}', "results.epochs must be an integer, got 1.5"),
+    ('{"name": "x", "linear": 3}', "linear must be a mapping"),
+    ('{"name": "x", "detection": {"voc2007": {"mean": {}}}}', "must be one of voc07, voc0712, coco_det, coco_instseg"),
+    ('{"name": "x", "detection": {"voc07": {"mean": {"bbox": {"AP": "n/a"}}}}}', "AP must be"),
+    ('{"name": "x", "failed": {"knn": 1}}', "failed.knn must be a string"),
+])
+def test_a_results_file_of_the_wrong_shape_fails_with_one_line_naming_the_key(tmp_path, text, message):
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    with pytest.raises(ResultsError, match=message) as raised:
+        load_results([path])
+    assert "\n" not in str(raised.value) and str(path) in str(raised.value)
+
+
 def test_bad_inputs_fail_clearly(tmp_path):
-    with pytest.raises(DatasetError, match="does not exist"):
+    with pytest.raises(ResultsError, match="does not exist"):
         load_results([tmp_path / "missing.json"])
-    (tmp_path / "broken.json").write_text("{")
-    with pytest.raises(DatasetError, match="not valid JSON"):
-        load_results([tmp_path / "broken.json"])
-    (tmp_path / "anonymous.json").write_text('{"linear": {"top1": 1}}')
-    with pytest.raises(DatasetError, match="has no 'name'"):
-        load_results([tmp_path / "anonymous.json"])
     result = run_tool("tools/make_table.py", tmp_path / "missing.json")
     assert result.returncode != 0 and result.stderr.startswith("error: results file")
+
+
+def test_a_tie_is_not_bold_and_values_compare_as_shown():
+    """Every row at 0.0 marks no best value; 10.04 and 10.01 both show as 10.0 and both are the best."""
+    rows = [parse_result({"name": n, "epochs": 1, "linear": {"top1": v}, "knn": {"top1": k}})
+            for n, v, k in (("a", 0.0, 10.04), ("b", 0.0, 10.01), ("c", 0.04, 9.0))]
+    linear = make_tables(rows, "md").split("\n\n")[0].splitlines()[2:]
+    assert linear == ["| a | — | — | — | — | 0.0 | **10.0** |", "| b | — | — | — | — | 0.0 | **10.0** |",
+                      "| c | — | — | — | — | 0.0 | 9.0 |"]

@@ -5,7 +5,8 @@ are reduced across ranks over every rank's own queue, DDP averages the gradients
 
 BN setting: every BatchNorm is in eval mode (running statistics), so each sample's forward pass is independent
 of how the batch is split, and everything runs in float64, so the comparison is exact to rounding (in float32,
-Sinkhorn's exp(s / 0.05) amplifies the rounding differences of a split batch into gradients that differ by 1%). (With batch statistics, 2 x B/2 and 1 x B differ unless BN
+Sinkhorn's exp(s / 0.05) amplifies the rounding differences of a split batch into gradients that differ by
+1%). (With batch statistics, 2 x B/2 and 1 x B differ unless BN
 is synchronised, and torch's SyncBatchNorm needs GPUs.)
 """
 import pytest
@@ -81,7 +82,7 @@ def runs(tmp_path_factory):
     for method in sorted(METHODS):
         folder = tmp_path_factory.mktemp(method)
         model = build(method)
-        losses, grads = train_steps(model, model, lambda step: global_views(model, step))
+        losses, grads = train_steps(model, model, lambda step, model=model: global_views(model, step))
         mp.spawn(worker, args=(method, str(folder / "init"), str(folder / "ddp.pt")), nprocs=WORLD, join=True)
         split = torch.load(folder / "ddp.pt", weights_only=True)
         results[method] = ({"losses": losses, "grads": grads, "queue": queue_of(model)}, split)

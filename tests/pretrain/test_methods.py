@@ -29,7 +29,7 @@ def test_method_trains_and_exports_a_torchvision_resnet50(method, demo_root, tmp
     assert math.isfinite(summary["loss"]) and summary["step"] == 5  # 80 images, batch 16
     with safe_open(str(tmp_path / "encoder.safetensors"), framework="pt") as file:  # no pickle involved
         metadata = json.loads(file.metadata()["ssl_transfer"])
-        encoder = {key: file.get_tensor(key) for key in file.keys()}
+        encoder = {key: file.get_tensor(key) for key in file.keys()}  # noqa: SIM118 (safe_open is no dict)
     assert metadata["method"] == method and metadata["arch"] == "resnet50"
     model = torchvision.models.resnet50()
     missing, unexpected = model.load_state_dict(encoder, strict=False)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -28,6 +29,19 @@ def torchrun(method, data, output_dir, *extra):
     return command
 
 
+def same(a, b):
+    """Equal to the bit: tensors, numpy arrays (numpy's RNG state), containers, plain values."""
+    if torch.is_tensor(a):
+        return torch.is_tensor(b) and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and np.array_equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
 def metrics(output_dir):
     return [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
 
@@ -47,7 +61,12 @@ def test_a_killed_two_process_run_resumes_to_the_uninterrupted_losses(method, de
     deadline = time.time() + 300
     while not checkpoint.exists() and killed.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    os.killpg(killed.pid, signal.SIGKILL)  # every process of the run, at whatever point it has reached
+    # Every process of the run, at whatever point it has reached: torchrun starts its workers in sessions of their
+    # own, so they are found by their command line (until they are gone, their lock holds the folder, rightly).
+    os.killpg(killed.pid, signal.SIGKILL)
+    pattern = str(tmp_path / "killed")
+    while subprocess.run(["pkill", "-9", "-f", pattern]).returncode == 0:
+        time.sleep(0.1)
     assert killed.wait() != 0
     assert checkpoint.exists() and not (tmp_path / "killed" / "encoder.safetensors").exists()
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -55,7 +74,7 @@ def test_a_killed_two_process_run_resumes_to_the_uninterrupted_losses(method, de
 
     resumed = subprocess.run(torchrun(method, demo_root, tmp_path / "killed", "--resume"), cwd=REPO, env=env,
                              capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.returncode == 0, [line for line in resumed.stderr.splitlines() if "error" in line][:3]
     assert metrics(tmp_path / "killed") == metrics(tmp_path / "straight")
     assert len([m for m in metrics(tmp_path / "straight") if "lr" in m]) == 15
     # every rank's own state (RNG, SwAV's queue) at the end, rank by rank: Sinkhorn's loss would not notice
@@ -63,7 +82,7 @@ def test_a_killed_two_process_run_resumes_to_the_uninterrupted_losses(method, de
     ends = [torch.load(tmp_path / run / "checkpoint.pth", map_location="cpu", weights_only=False)["ranks"]
             for run in ("straight", "killed")]
     for straight_rank, resumed_rank in zip(*ends):
-        torch.testing.assert_close(resumed_rank, straight_rank, rtol=0, atol=0)
+        assert same(resumed_rank, straight_rank)
     if method == "swav":
         queues = [rank["method"]["queue"] for rank in ends[0]]
         assert all(q is not None for q in queues) and not torch.equal(queues[0], queues[1])

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pretrain.shuffle_bn import SplitBatchNorm, key_order, sub_batches
 from pretrain.methods import build_method
+from pretrain.shuffle_bn import SplitBatchNorm, key_order, sub_batches
 from sslt_core.errors import ConfigError
 from tests.pretrain.tiny import tiny_config
 

@@ -1,4 +1,4 @@
-"""Checkpoints in every published layout (REFERENCE section 3), built from torchvision ResNets."""
+"""Checkpoints in every published layout sslt_core/checkpoints.py reads, built from torchvision ResNets."""
 import torch
 import torchvision
 

@@ -143,7 +143,7 @@ def test_a_second_run_reuses_the_set_and_other_settings_are_refused(tmp_path):
         make_demo_data(out, seed=3, size_name="small")
     make_demo_data(out, seed=3, size_name="small", force=True)
     assert '"seed": 3' in (out / "MANIFEST.json").read_text()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".demo.lock", "demo"]  # the generator's lock file
 
 
 def test_an_interrupted_generation_leaves_no_half_set(tmp_path, monkeypatch):
@@ -153,7 +153,7 @@ def test_an_interrupted_generation_leaves_no_half_set(tmp_path, monkeypatch):
     monkeypatch.setattr(demo_data, "write_coco", interrupted)
     with pytest.raises(KeyboardInterrupt):
         make_demo_data(tmp_path / "demo", seed=0, size_name="small")
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".demo.lock"]  # no half set, no partial folder
 
 
 def test_category_is_not_readable_from_mean_colour():
@@ -189,7 +189,8 @@ def test_a_trained_encoder_clearly_beats_a_random_one_on_the_classification_set(
             bank = torch.nn.functional.normalize(encoder(train_x), dim=1)
             queries = torch.nn.functional.normalize(encoder(test_x), dim=1)
         similarity, index = (queries @ bank.T).topk(k, dim=1)
-        votes = torch.zeros(len(queries), len(CLASSES)).scatter_add_(1, train_y[index], (similarity / temperature).exp())
+        votes = torch.zeros(len(queries), len(CLASSES))
+        votes.scatter_add_(1, train_y[index], (similarity / temperature).exp())
         return (votes.argmax(1) == test_y).float().mean().item()
 
     model = torchvision.models.resnet18(num_classes=len(CLASSES))

@@ -102,7 +102,8 @@ def test_other_architectures_are_refused_with_what_they_are(tmp_path, builder, e
 def test_a_cifar_stem_is_refused(tmp_path):
     model = torchvision.models.resnet50()
     model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)  # solo-learn's CIFAR stem
-    checkpoint = {"pytorch-lightning_version": "2.1", "state_dict": {"backbone." + k: v for k, v in model.state_dict().items()}}
+    backbone = {"backbone." + k: v for k, v in model.state_dict().items()}
+    checkpoint = {"pytorch-lightning_version": "2.1", "state_dict": backbone}
     assert "CIFAR-style stem" in refused(tmp_path, checkpoint)
 
 

@@ -23,7 +23,7 @@ def small_cpu_config(zoo_config):
     cfg.merge_from_file(model_zoo.get_config_file(zoo_config))
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.WEIGHTS = ""
-    # torchvision-style input, as for converted self-supervised weights (REFERENCE section 4)
+    # torchvision-style input, as for converted self-supervised weights (MoCo's detection configs)
     cfg.INPUT.FORMAT = "RGB"
     cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = len(CLASSES)
@@ -58,7 +58,8 @@ def test_detectron2_model_trains_a_step_and_infers_on_cpu(name, demo_root):
     before = watched.detach().clone()
     with EventStorage():
         losses = model(batch)
-    expected = {"loss_cls", "loss_box_reg", "loss_rpn_cls", "loss_rpn_loc"} | ({"loss_mask"} if kind == "coco" else set())
+    expected = {"loss_cls", "loss_box_reg", "loss_rpn_cls", "loss_rpn_loc"}
+    expected |= {"loss_mask"} if kind == "coco" else set()
     assert set(losses) == expected
     assert all(math.isfinite(v.item()) for v in losses.values()), losses
     sum(losses.values()).backward()

@@ -6,10 +6,10 @@ import pickle
 import pytest
 import torch
 
+from sslt_core.errors import CheckpointError, ConfigError, OutputError
 from tests.conftest import REPO, run_tool
 from tests.sslt_core.layouts import random_resnet
 from transfer.convert import to_detectron2
-from sslt_core.errors import CheckpointError, ConfigError, OutputError
 from transfer.finetune import build_config, run_trials
 
 FAST = ("SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "2", "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "16",

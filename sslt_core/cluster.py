@@ -1,0 +1,176 @@
+"""Jobs on a SLURM cluster, or as processes on this machine, through submitit (the library the official SwAV,
+DINO, MoCo v3 and VISSL code submit with); this module writes no scheduler of its own.
+
+- `executor(launcher, folder, resources)`: submitit's SlurmExecutor ("slurm") or LocalExecutor ("submitit-local":
+  the same code path on this machine, processes instead of sbatch), with nodes, GPUs, time, partition, account.
+- `submit(executor, fn)`: a job; a scheduler's refusal (unknown partition, over the time limit) becomes one line
+  with sbatch's own message and the generated script's path.
+- `distributed_from_job()`: inside a job, torch.distributed's environment (MASTER_ADDR/PORT, RANK, WORLD_SIZE,
+  LOCAL_RANK) from SLURM's, through submitit's JobEnvironment.
+- `job_state(folder, job_id)`: done / failed / running / gone, also from a new process (a re-run of the pipeline
+  picks up the jobs a killed one submitted).
+
+Requeue: a job whose callable is a `submitit.helpers.Checkpointable` is requeued on preemption or time-out
+(SIGUSR2 from SLURM, `signal_delay_s` before the limit) and calls itself again, where it resumes from its last
+checkpoint.
+"""
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from sslt_core.config import NonNegativeInt, PositiveInt
+from sslt_core.errors import ClusterError
+
+Launcher = Literal["local", "submitit-local", "slurm"]
+SIGNAL_DELAY_S = 120  # SLURM sends SIGUSR2 this long before the time limit: the job checkpoints and requeues
+
+
+@dataclass
+class Resources:
+    """What one job asks the scheduler for."""
+
+    nodes: PositiveInt = 1
+    gpus_per_node: NonNegativeInt = 0  # one task per GPU (or one task when 0)
+    cpus_per_task: PositiveInt = 8
+    time: PositiveInt = 60 * 24  # minutes
+    partition: str | None = None
+    account: str | None = None
+    mem_gb: PositiveInt | None = None
+
+    @property
+    def tasks_per_node(self):
+        return max(1, self.gpus_per_node)
+
+
+def check_launcher(launcher):
+    """Fail at once, with one line, where the launcher cannot run."""
+    if launcher == "slurm" and shutil.which("sbatch") is None:
+        raise ClusterError("--launcher slurm needs SLURM's sbatch, which is not on this machine's PATH; run on a "
+                           "SLURM login node, or use --launcher local")
+
+
+def executor(launcher, folder, resources, name="ssl-transfer", one_task=False):
+    """A submitit executor writing its scripts and logs to `folder`: one task per GPU, or with `one_task` one task
+    per node that starts its own processes (detectron2's launch)."""
+    import submitit
+
+    check_launcher(launcher)
+    folder = Path(folder)
+    tasks = 1 if one_task else resources.tasks_per_node
+    if launcher == "slurm":
+        ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=30)
+        extra = {"account": resources.account} if resources.account else {}
+        ex.update_parameters(job_name=name, nodes=resources.nodes, ntasks_per_node=tasks,
+                             gpus_per_node=resources.gpus_per_node or None, cpus_per_task=resources.cpus_per_task,
+                             time=resources.time, partition=resources.partition, signal_delay_s=SIGNAL_DELAY_S,
+                             mem=f"{resources.mem_gb}GB" if resources.mem_gb else None, **extra)
+        return ex
+    if launcher == "submitit-local":
+        if resources.nodes > 1:
+            raise ClusterError("--launcher submitit-local runs on this machine: nodes must be 1")
+        ex = submitit.LocalExecutor(folder=folder, max_num_timeout=30)
+        ex.update_parameters(tasks_per_node=tasks, timeout_min=resources.time,
+                             signal_delay_s=SIGNAL_DELAY_S, visible_gpus=list(range(resources.gpus_per_node)))
+        return ex
+    raise ClusterError(f"launcher {launcher!r} submits no jobs; choose submitit-local or slurm")
+
+
+def submit(ex, fn, *args):
+    """ex.submit(fn, *args), with a scheduler's refusal as one ClusterError line."""
+    from submitit.core.utils import FailedJobError, FailedSubmissionError
+
+    before = set(Path(ex.folder).glob(".submission_file_*.sh")) | set(Path(ex.folder).glob("*_submission.sh"))
+    try:
+        return ex.submit(fn, *args)
+    except (FailedSubmissionError, FailedJobError, OSError) as error:
+        scripts = sorted((set(Path(ex.folder).glob(".submission_file_*.sh")) |
+                          set(Path(ex.folder).glob("*_submission.sh"))) - before)
+        where = f" (script: {scripts[-1]})" if scripts else f" (scripts in {ex.folder})"
+        message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())[:400]
+        raise ClusterError(f"the scheduler refused the job: {message}{where}") from None
+
+
+def distributed_from_job(port=None):
+    """Inside a submitit job: set torch.distributed's environment variables from SLURM's (one task per GPU)."""
+    import submitit
+
+    env = submitit.JobEnvironment()
+    os.environ.update(MASTER_ADDR=env.hostnames[0], MASTER_PORT=str(port or 20000 + int(env.job_id) % 20000),
+                      RANK=str(env.global_rank), WORLD_SIZE=str(env.num_tasks), LOCAL_RANK=str(env.local_rank),
+                      LOCAL_WORLD_SIZE=str(env.num_tasks // max(1, env.num_nodes)))
+    return env
+
+
+def _job(launcher, folder, job_id):
+    import submitit
+
+    cls = submitit.SlurmJob if launcher == "slurm" else submitit.LocalJob
+    return cls(folder=Path(folder), job_id=str(job_id))
+
+
+def job_result(launcher, folder, job_id):
+    """The return value of a finished job (from submitit's result file, which our own job wrote)."""
+    outcome, value = _read_result(_job(launcher, folder, job_id))
+    if outcome != "success":
+        raise ClusterError(f"job {job_id} failed; its log: {_job(launcher, folder, job_id).paths.stderr}")
+    return value
+
+
+def job_failure(launcher, folder, job_id):
+    """One line on why a job failed: the last line of its error, and its log's path."""
+    job = _job(launcher, folder, job_id)
+    reason = "no result (killed, or cancelled)"
+    if job.paths.result_pickle.exists():
+        _, trace = _read_result(job)
+        lines = [line.strip() for line in str(trace).splitlines() if line.strip()]
+        reason = lines[-1][:250] if lines else "failed"
+    return f"{reason}; log: {job.paths.stderr}"
+
+
+def job_state(launcher, folder, job_id):
+    """'done' | 'failed' | 'running' | 'gone' of a job submitted earlier, perhaps by another process."""
+    import submitit
+
+    folder = Path(folder)
+    if launcher == "slurm":
+        job = submitit.SlurmJob(folder=folder, job_id=job_id)
+        state = job.state.upper()
+        if state in ("COMPLETED", "FINISHED"):
+            return "done" if job.paths.result_pickle.exists() else "failed"
+        if state in ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED"):
+            return "running"
+        if state.startswith(("FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED")):
+            return "failed"
+        return "done" if job.paths.result_pickle.exists() else "gone"
+    job = submitit.LocalJob(folder=folder, job_id=job_id)
+    if job.paths.result_pickle.exists():
+        outcome, _ = _read_result(job)
+        return "done" if outcome == "success" else "failed"
+    try:  # a local job's id is its controller's PID (submitit-local runs on the machine that submits)
+        os.kill(int(job_id), 0)
+        return "running"
+    except (ProcessLookupError, ValueError):
+        return "gone"
+    except PermissionError:
+        return "running"
+
+
+def _read_result(job):
+    import pickle
+
+    with open(job.paths.result_pickle, "rb") as file:  # our own job's output, written by submitit
+        return pickle.load(file)
+
+
+def wait(job):
+    """Wait for a job; a failure becomes one ClusterError line naming the job's log (nothing is resubmitted)."""
+    from submitit.core.utils import FailedJobError, UncompletedJobError
+
+    try:
+        return job.result()
+    except (FailedJobError, UncompletedJobError) as error:
+        last = [line.strip() for line in str(error).splitlines() if line.strip()]
+        reason = next((line for line in reversed(last) if "Error" in line), last[-1] if last else "failed")
+        raise ClusterError(f"job {job.job_id} failed ({reason[:300]}); its log: {job.paths.stderr}") from None
