@@ -46,9 +46,11 @@ class Resources:
 
 def check_launcher(launcher):
     """Fail at once, with one line, where the launcher cannot run."""
-    if launcher == "slurm" and shutil.which("sbatch") is None:
-        raise ClusterError("--launcher slurm needs SLURM's sbatch, which is not on this machine's PATH; run on a "
-                           "SLURM login node, or use --launcher local")
+    missing = [command for command in ("sbatch", "srun") if shutil.which(command) is None]
+    if launcher == "slurm" and missing:
+        raise ClusterError(f"--launcher slurm needs SLURM's {' and '.join(missing)}, which "
+                           f"{'is' if len(missing) == 1 else 'are'} not on this machine's PATH; run on a SLURM login "
+                           "node, or use --launcher local")
 
 
 def executor(launcher, folder, resources, name="ssl-transfer", one_task=False):
@@ -138,23 +140,37 @@ def job_state(launcher, folder, job_id):
         job = submitit.SlurmJob(folder=folder, job_id=job_id)
         state = job.state.upper()
         if state in ("COMPLETED", "FINISHED"):
-            return "done" if job.paths.result_pickle.exists() else "failed"
-        if state in ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED"):
-            return "running"
-        if state.startswith(("FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED")):
+            if job.paths.result_pickle.exists():
+                return "done" if _read_result(job)[0] == "success" else "failed"
             return "failed"
-        return "done" if job.paths.result_pickle.exists() else "gone"
+        if state.startswith(("FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL",
+                             "DEADLINE")):
+            return "failed"
+        # PENDING, RUNNING, REQUEUED, PREEMPTED (requeued by SLURM), COMPLETING, ..., and UNKNOWN while sacct is
+        # unreachable: still the scheduler's, never submitted again
+        return "running"
     job = submitit.LocalJob(folder=folder, job_id=job_id)
-    if job.paths.result_pickle.exists():
+    if _alive(int(job_id)):  # a local job's id is its controller's PID (submitit-local runs where it submits)
+        return "running"
+    if job.paths.result_pickle.exists():  # complete once the job has exited
         outcome, _ = _read_result(job)
         return "done" if outcome == "success" else "failed"
-    try:  # a local job's id is its controller's PID (submitit-local runs on the machine that submits)
-        os.kill(int(job_id), 0)
-        return "running"
-    except (ProcessLookupError, ValueError):
-        return "gone"
-    except PermissionError:
-        return "running"
+    return "gone"
+
+
+def _alive(pid):
+    """Whether process `pid` still runs; a child of this process that has ended is reaped (not a zombie)."""
+    try:
+        ended, _ = os.waitpid(pid, os.WNOHANG)
+        return ended == 0
+    except ChildProcessError:  # not our child: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
 
 def _read_result(job):

@@ -183,7 +183,7 @@ def _run_as_jobs(stages, output_dir, manifest, log, launch, max_parallel, poll_s
                 outputs = cluster.job_result(entry["launcher"], entry["job_folder"], entry["job_id"])
                 result = {"status": "done", "hash": entry["hash"], "outputs": outputs or {},
                           "seconds": round(time.time() - entry.get("submitted", time.time()), 1),
-                          "job_id": entry["job_id"]}
+                          "job_id": entry["job_id"], "submitted": entry.get("submitted")}
             else:
                 reason = (f"job {entry['job_id']} {'failed' if state == 'failed' else 'is gone'}: "
                           f"{cluster.job_failure(entry['launcher'], entry['job_folder'], entry['job_id'])}")

@@ -28,9 +28,10 @@ def fake_sbatch(tmp_path, monkeypatch):
     folder.mkdir()
 
     def install(script):
-        path = folder / "sbatch"
-        path.write_text(script)
-        path.chmod(path.stat().st_mode | stat.S_IEXEC)
+        for name, text in (("sbatch", script), ("srun", "#!/bin/sh\nexit 0\n")):
+            path = folder / name
+            path.write_text(text)
+            path.chmod(path.stat().st_mode | stat.S_IEXEC)
         monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
         return folder
 
@@ -68,11 +69,12 @@ def test_a_refusal_is_one_line_with_sbatchs_message_and_the_script(fake_sbatch, 
 
 def test_no_sbatch_fails_at_once(tmp_path, monkeypatch, tool):
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(ClusterError, match="needs SLURM's sbatch, which is not on this machine's PATH"):
+    with pytest.raises(ClusterError, match="needs SLURM's sbatch and srun, which are not on this machine's PATH"):
         cluster.check_launcher("slurm")
     code, _, stderr = tool("pretrain_net", "--config", "configs/pretrain/simsiam_demo.yaml", "--launcher", "slurm",
                            "--output-dir", tmp_path / "out")
     assert code != 0 and stderr.strip().splitlines()[-1].startswith("error: --launcher slurm needs SLURM's sbatch")
+    assert len(stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
 
 
