@@ -17,7 +17,7 @@ SINGLE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  
 
 
 def small_config(tmp_path, linear_epochs=3, external=None, detection=True, name="pipeline.yaml"):
-    tiny = ["train.epochs=1", "train.batch_size=16", "train.image_size=32", "model.arch=resnet18"]
+    tiny = ["train.epochs=1", "train.batch_size=16", "train.image_size=32"]
     config = {
         "data_root": str(tmp_path / "data"),
         "demo_data": {"size": "small", "seed": 0},

@@ -1,0 +1,129 @@
+"""Both data pipelines draw each view's parameters exactly as torchvision's transforms do; the tensor pipeline's
+batched ops equal torchvision's functional ops image by image; on JPEG files the two pipelines give the same views
+up to decoding and resampling arithmetic (tolerances stated below)."""
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision import transforms
+from torchvision.transforms import functional as TF
+
+from pretrain.augment import ViewRecipe, apply_pil
+from pretrain.methods import METHODS, build_method
+from pretrain.tensor_views import augment_batch, decode_batch
+from pretrain.view_params import sample_view
+from sslt_core.config import to_dict
+from tests.pretrain.tiny import tiny_config
+
+IMAGE_SIZE = 64
+TORCH_VS_FUNCTIONAL_ATOL = 2e-5  # float32 arithmetic in another order (one batched op vs one image at a time)
+PIL_VS_TENSOR_MEAN = 0.02  # mean |difference| of [0, 1] pixels: PIL rounds to uint8 after every op
+PIL_VS_TENSOR_P99 = 0.15  # and resamples and decodes with its own arithmetic
+
+
+def torchvision_view(recipe, size):
+    """The recipe as torchvision's own transforms, written out (the reference for the draws)."""
+    kernel = max(3, int(0.1 * size) // 2 * 2 + 1)
+    steps = [transforms.RandomResizedCrop(size, scale=recipe.scale),
+             transforms.RandomApply([transforms.ColorJitter(*recipe.jitter)], p=recipe.jitter_p),
+             transforms.RandomGrayscale(p=recipe.grayscale_p),
+             transforms.RandomApply([transforms.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=recipe.blur_p)]
+    if recipe.solarize_p > 0:
+        steps.append(transforms.RandomSolarize(128, p=recipe.solarize_p))
+    steps += [transforms.RandomHorizontalFlip(), transforms.PILToTensor()]
+    return transforms.Compose(steps)
+
+
+def recipes():
+    found = {}
+    for method in sorted(METHODS):
+        for recipe in build_method(tiny_config(method)).view_recipes:
+            found[str(to_dict(recipe))] = recipe
+    return list(found.values())
+
+
+def random_image(seed, height=57, width=83):
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("recipe", recipes(), ids=lambda r: f"{r.scale}-{r.jitter}-{r.blur_p}-{r.solarize_p}")
+def test_views_are_torchvisions_for_the_same_seed(recipe):
+    """The same seed in torchvision's global RNG and in our generator: the same parameters, hence the same image
+    byte for byte (the PIL path applies them with torchvision's functional ops)."""
+    size = round(IMAGE_SIZE * recipe.size_fraction)
+    for seed in range(40):
+        image = random_image(seed)
+        torch.manual_seed(seed)
+        expected = torchvision_view(recipe, size)(image)
+        params = sample_view(recipe, image.height, image.width, IMAGE_SIZE, torch.Generator().manual_seed(seed))
+        assert torch.equal(TF.pil_to_tensor(apply_pil(image, params)), expected), seed
+
+
+def test_the_draws_follow_the_recipes_probabilities():
+    recipe = ViewRecipe(scale=(0.08, 1.0), jitter=(0.4, 0.4, 0.2, 0.1), jitter_p=0.8, grayscale_p=0.2, blur_p=0.5,
+                        solarize_p=0.2)
+    draws = [sample_view(recipe, 200, 300, 224, torch.Generator().manual_seed(s)) for s in range(4000)]
+    rate = lambda flag: np.mean([bool(flag(d)) for d in draws])  # noqa: E731
+    assert rate(lambda d: d.jitter) == pytest.approx(0.8, abs=0.03)
+    assert rate(lambda d: d.grayscale) == pytest.approx(0.2, abs=0.03)
+    assert rate(lambda d: d.blur) == pytest.approx(0.5, abs=0.03)
+    assert rate(lambda d: d.solarize) == pytest.approx(0.2, abs=0.03)
+    assert rate(lambda d: d.flip) == pytest.approx(0.5, abs=0.03)
+    areas = np.array([d.crop[2] * d.crop[3] / (200 * 300) for d in draws])
+    assert areas.min() >= 0.07 and areas.max() <= 1.0
+    factors = np.array([d.jitter[1:] for d in draws if d.jitter])
+    assert factors[:, 0].min() >= 0.6 and factors[:, 0].max() <= 1.4 and np.abs(factors[:, 3]).max() <= 0.1
+    assert {d.jitter[0] for d in draws if d.jitter} == {tuple(p) for p in torch.tensor(
+        [[a, b, c, d] for a in range(4) for b in range(4) for c in range(4) for d in range(4)
+         if len({a, b, c, d}) == 4]).tolist()}  # every one of the 24 orders occurs
+
+
+def reference_tensor_view(image, params):
+    """torchvision's functional ops on one float tensor image, with the view's parameters."""
+    x = TF.resized_crop(image.float() / 255, *params.crop, [params.size, params.size], antialias=True).clamp(0, 1)
+    if params.jitter:
+        order, b, c, s, h = params.jitter
+        ops = {0: lambda v: TF.adjust_brightness(v, b), 1: lambda v: TF.adjust_contrast(v, c),
+               2: lambda v: TF.adjust_saturation(v, s), 3: lambda v: TF.adjust_hue(v, h)}
+        for op in order:
+            x = ops[op](x)
+    if params.grayscale:
+        x = TF.rgb_to_grayscale(x, num_output_channels=3)
+    if params.blur:
+        x = TF.gaussian_blur(x, [params.blur[0]] * 2, [params.blur[1]] * 2)
+    if params.solarize:
+        x = TF.solarize(x, 128 / 255)
+    if params.flip:
+        x = TF.hflip(x)
+    return x
+
+
+@pytest.mark.parametrize("recipe", recipes(), ids=lambda r: f"{r.scale}-{r.jitter}-{r.blur_p}-{r.solarize_p}")
+def test_batched_tensor_ops_equal_torchvision_image_by_image(recipe):
+    images = [TF.pil_to_tensor(random_image(s, 40 + 7 * s, 90 - 5 * s)) for s in range(12)]
+    params = [sample_view(recipe, im.shape[1], im.shape[2], IMAGE_SIZE, torch.Generator().manual_seed(100 + s))
+              for s, im in enumerate(images)]
+    assert any(p.jitter for p in params) and any(p.blur for p in params)
+    batch = augment_batch(images, params, normalize=False)
+    expected = torch.stack([reference_tensor_view(im, p) for im, p in zip(images, params)])
+    torch.testing.assert_close(batch, expected, rtol=0, atol=TORCH_VS_FUNCTIONAL_ATOL)
+
+
+def test_the_tensor_path_gives_the_pil_paths_views_on_jpegs(demo_root):
+    files = sorted((demo_root / "imagenet" / "train").rglob("*.jpg"))[:24]
+    recipe = recipes()[0]
+    encoded = [torch.frombuffer(bytearray(f.read_bytes()), dtype=torch.uint8) for f in files]
+    decoded = decode_batch(encoded, "cpu")
+    differences = []
+    for s, (f, image) in enumerate(zip(files, decoded)):
+        pil = Image.open(io.BytesIO(f.read_bytes())).convert("RGB")
+        params = sample_view(recipe, pil.height, pil.width, IMAGE_SIZE, torch.Generator().manual_seed(s))
+        assert (pil.height, pil.width) == tuple(image.shape[1:])
+        from_pil = TF.pil_to_tensor(apply_pil(pil, params)).float() / 255
+        from_tensor = augment_batch([image], [params], normalize=False)[0]
+        differences.append((from_pil - from_tensor).abs().flatten())
+    differences = torch.cat(differences)
+    assert differences.mean() < PIL_VS_TENSOR_MEAN and torch.quantile(differences, 0.99) < PIL_VS_TENSOR_P99
