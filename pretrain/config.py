@@ -54,6 +54,9 @@ class TrainConfig:
     max_steps: NonNegativeInt = 0  # stop (with a checkpoint) after this many steps; 0: the whole schedule
     log_every: PositiveInt = 10  # steps between metric lines
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast + channels_last on a GPU, fp32 on a CPU
+    # pil: PIL decoding and augmentation in the workers | tensor: workers read bytes; the device decodes (nvJPEG on a
+    # GPU) and augments whole batches. pil stays the default until tensor is measured on a GPU (README).
+    data_pipeline: Literal["pil", "tensor"] = "pil"
 
 
 @dataclass

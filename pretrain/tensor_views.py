@@ -14,14 +14,16 @@ import torch.nn.functional as F
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 from torchvision.transforms import functional as TF
 
+from sslt_core.errors import CorruptImageError
 from sslt_core.images import IMAGENET_MEAN, IMAGENET_STD
 
 GRAY = (0.2989, 0.587, 0.114)  # torchvision's (and TF's) luma weights
 
 
-def decode_batch(encoded, device):
+def decode_batch(encoded, device, names=None):
     """[uint8 3xHxW] from a list of encoded images (uint8 1-D tensors): JPEGs in one batched call on `device`, any
-    other file (or a JPEG the device's decoder refuses, e.g. CMYK) on the CPU."""
+    other file (or a JPEG the device's decoder refuses, e.g. CMYK) on the CPU. 16-bit images are scaled to 8 bits.
+    A file that decodes nowhere raises CorruptImageError with its name (`names`)."""
     images = [None] * len(encoded)
     jpeg = [i for i, data in enumerate(encoded) if data[:2].tolist() == [0xFF, 0xD8]]
     if jpeg:
@@ -33,7 +35,15 @@ def decode_batch(encoded, device):
             pass  # decoded one by one below
     for i, image in enumerate(images):
         if image is None:
-            images[i] = decode_image(encoded[i], mode=ImageReadMode.RGB).to(device)
+            try:
+                image = decode_image(encoded[i], mode=ImageReadMode.RGB)
+            except RuntimeError as error:
+                name = names[i] if names else f"image {i} of the batch"
+                raise CorruptImageError(f"cannot decode image {name} ({str(error).splitlines()[0][:120]}); delete "
+                                        "or re-download that file") from None
+            if image.dtype != torch.uint8:  # a 16-bit PNG: scaled, not clipped
+                image = (image.float() * 255.0 / 65535.0).round().to(torch.uint8)
+            images[i] = image.to(device)
     return images
 
 

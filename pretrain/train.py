@@ -25,7 +25,7 @@ from tqdm import tqdm
 from eval.features import split_features
 from eval.knn import accuracy, knn_classify
 from pretrain import distributed
-from pretrain.augment import MultiView, SeededViews
+from pretrain.augment import SeededViews, collate, to_device_views
 from pretrain.method import output_std
 from pretrain.methods import build_method
 from sslt_core.atomic import write_bytes_atomic
@@ -252,14 +252,17 @@ def _train(run, output_dir, resume, progress, device, local_rank):
     random.seed(cfg.seed)
     method = build_method(run)
     images = image_folder("imagenet", "train", cfg.data)
-    dataset = SeededViews(images, MultiView(method.view_recipes, cfg.image_size), seed=cfg.seed)
+    dataset = SeededViews(images, method.view_recipes, cfg.image_size, seed=cfg.seed, pipeline=cfg.data_pipeline)
     sampler = EpochSampler(len(dataset), cfg.batch_size // world, cfg.seed)
     steps_per_epoch = sampler.batches_per_epoch()
     if steps_per_epoch == 0:
         raise ConfigError(f"{len(dataset)} training images make no full batch of {cfg.batch_size}; lower "
                          "train.batch_size")
     autocast, channels_last, precision_note = precision_setup(device, cfg.precision)
-    notes = [precision_note] + method.prepare(cfg, steps_per_epoch)
+    notes = [precision_note, f"data_pipeline {cfg.data_pipeline}: " + (
+        f"JPEGs decoded and views augmented in batches on the {device.type.upper()}" if cfg.data_pipeline == "tensor"
+        else f"PIL decoding and augmentation in {cfg.workers or 'the main'} worker process(es)")]
+    notes += method.prepare(cfg, steps_per_epoch)
     if cfg.sync_bn and world == 1:
         notes.append("train.sync_bn: plain BN on one process")
     total_steps = cfg.epochs * steps_per_epoch
@@ -313,7 +316,7 @@ def _train(run, output_dir, resume, progress, device, local_rank):
             sampler.epoch = dataset.epoch = epoch
             sampler.skip_batches = step - epoch * steps_per_epoch
             loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size // world, sampler=sampler,
-                                                 num_workers=cfg.workers, drop_last=True,
+                                                 num_workers=cfg.workers, drop_last=True, collate_fn=collate,
                                                  pin_memory=device.type == "cuda",
                                                  generator=torch.Generator().manual_seed(cfg.seed + epoch))
             model.train()
@@ -322,7 +325,7 @@ def _train(run, output_dir, resume, progress, device, local_rank):
             bar = tqdm(loader, desc=f"{run.method} epoch {epoch + 1}/{cfg.epochs}", disable=not (is_main and progress),
                        leave=False)
             for views, _ in bar:
-                views = [v.to(device, non_blocking=True) for v in views]
+                views = to_device_views(views, device)
                 if channels_last:
                     views = [v.contiguous(memory_format=torch.channels_last) for v in views]
                 lr = lr_at(cfg, step, steps_per_epoch)

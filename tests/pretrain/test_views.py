@@ -19,8 +19,11 @@ from tests.pretrain.tiny import tiny_config
 
 IMAGE_SIZE = 64
 TORCH_VS_FUNCTIONAL_ATOL = 2e-5  # float32 arithmetic in another order (one batched op vs one image at a time)
-PIL_VS_TENSOR_MEAN = 0.02  # mean |difference| of [0, 1] pixels: PIL rounds to uint8 after every op
-PIL_VS_TENSOR_P99 = 0.15  # and resamples and decodes with its own arithmetic
+# PIL rounds to uint8 after every op and resamples and decodes with its own arithmetic. Measured on the demo JPEGs
+# (4 recipes x 80 images): mean |difference| of [0, 1] pixels 0.005, 99th percentile 0.03, largest 0.17 (a pixel
+# on the solarize threshold or a hue wrapping around).
+PIL_VS_TENSOR_MEAN = 0.01
+PIL_VS_TENSOR_P99 = 0.05
 
 
 def torchvision_view(recipe, size):
@@ -127,3 +130,19 @@ def test_the_tensor_path_gives_the_pil_paths_views_on_jpegs(demo_root):
         differences.append((from_pil - from_tensor).abs().flatten())
     differences = torch.cat(differences)
     assert differences.mean() < PIL_VS_TENSOR_MEAN and torch.quantile(differences, 0.99) < PIL_VS_TENSOR_P99
+
+
+def test_the_tensor_pipeline_trains_and_resumes_exactly(demo_root, tmp_path):
+    import json
+
+    from pretrain.train import train
+
+    def run(max_steps=0):
+        return tiny_config("simsiam", demo_root, extra=["train.data_pipeline=tensor", f"train.max_steps={max_steps}"])
+
+    train(run(), tmp_path / "straight", progress=False)
+    train(run(max_steps=7), tmp_path / "resumed", progress=False)
+    train(run(), tmp_path / "resumed", resume=True, progress=False)
+    lines = [(tmp_path / d / "metrics.jsonl").read_text() for d in ("straight", "resumed")]
+    assert lines[0] == lines[1] and len([json.loads(x) for x in lines[0].splitlines()]) > 15
+    assert "data_pipeline tensor" in (tmp_path / "straight" / "log.txt").read_text()

@@ -1,0 +1,129 @@
+"""Pretraining throughput on one device: the ceiling and the whole loop through each data pipeline, side by side.
+
+    python benchmarks/pretrain_throughput.py --data /datasets/imagenet --methods simsiam swav --workers 16
+    python benchmarks/pretrain_throughput.py --data data/demo --image-size 64 --batch-size 32 --steps 5 --device cpu
+    python benchmarks/pretrain_throughput.py --data data/demo --loaders-only --image-size 64 --batch-size 64
+
+For each method (its ImageNet preset's model at --image-size; SwAV with its multi-crop), in one run:
+- ceiling: forward + backward + optimizer step on views already on the device (bf16 autocast + channels_last on
+  a GPU), image pairs per second;
+- pil: the whole loop from the JPEG files, PIL decoding and augmentation in --workers processes;
+- tensor: the whole loop, the workers reading bytes and the device decoding (nvJPEG) and augmenting batches;
+with each loop's ratio to the ceiling. --loaders-only times the two data paths alone (views on the device, no
+model), on the same files. Prints a table and one JSON line per row.
+"""
+import argparse
+import itertools
+import json
+import time
+
+import torch
+
+from pretrain.augment import SeededViews, collate, to_device_views
+from pretrain.config import load_config
+from pretrain.methods import build_method
+from pretrain.train import build_optimizer, precision_setup
+from pretrain.view_params import view_size
+from sslt_core.datasets import image_folder
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def setup(method, args, device):
+    run = load_config(f"configs/pretrain/{method}_r50.yaml",
+                      [f"train.image_size={args.image_size}", f"train.batch_size={args.batch_size}",
+                       f"train.data={args.data}", "train.precision=auto"])
+    model = build_method(run)
+    model.prepare(run.train, steps_per_epoch=10**6)
+    autocast, channels_last, _ = precision_setup(device, run.train.precision)
+    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format).train()
+    return run, model, build_optimizer(model, run.train), autocast, channels_last
+
+
+def step(model, optimizer, views, autocast, channels_last, index):
+    if channels_last:
+        views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+    with autocast:
+        loss = model(views)["loss"]
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    model.before_optimizer_step(index)
+    optimizer.step()
+    model.on_step_end(index, 10**6)
+
+
+def loader(run, model, args, pipeline):
+    dataset = SeededViews(image_folder("imagenet", "train", args.data), model.view_recipes, args.image_size,
+                          seed=0, pipeline=pipeline)
+    return torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
+                                       num_workers=args.workers, collate_fn=collate,
+                                       pin_memory=torch.device(args.device).type == "cuda",
+                                       persistent_workers=args.workers > 0, prefetch_factor=4 if args.workers else None)
+
+
+def timed(steps, warmup, run_step, device):
+    for k in range(warmup):
+        run_step(k)
+    synchronize(device)
+    start = time.perf_counter()
+    for k in range(steps):
+        run_step(warmup + k)
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def measure(method, args, device):
+    run, model, optimizer, autocast, channels_last = setup(method, args, device)
+    rows = {}
+    if not args.loaders_only:
+        sizes = [view_size(r, args.image_size) for r in model.view_recipes]
+        fixed = [torch.randn(args.batch_size, 3, s, s, device=device) for s in sizes]
+        seconds = timed(args.steps, args.warmup, lambda k: step(model, optimizer, fixed, autocast, channels_last, k),
+                        device)
+        rows["ceiling"] = args.batch_size * args.steps / seconds
+    for pipeline in ("pil", "tensor"):
+        batches = itertools.cycle(loader(run, model, args, pipeline))
+
+        def one(k, batches=batches):
+            views = to_device_views(next(batches)[0], device)
+            if not args.loaders_only:
+                step(model, optimizer, views, autocast, channels_last, k)
+
+        seconds = timed(args.steps, args.warmup, one, device)
+        rows[pipeline] = args.batch_size * args.steps / seconds
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="ImageFolder root (or a datasets root holding imagenet/)")
+    parser.add_argument("--methods", nargs="+", default=["simsiam", "swav"])
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--batch-size", type=int, default=256, help="images per step (pairs for two-view methods)")
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--loaders-only", action="store_true", help="time the data paths alone")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"device: {name}; batch {args.batch_size}, {args.image_size} px, {args.steps} steps after "
+          f"{args.warmup}, {args.workers} workers" + ("; data paths only" if args.loaders_only else ""))
+    print(f"{'method':8s} {'ceiling':>10s} {'pil':>10s} {'tensor':>10s}  pil/ceiling  tensor/ceiling  tensor/pil")
+    for method in args.methods:
+        rows = measure(method, args, device)
+        ceiling = rows.get("ceiling")
+        ratio = (lambda key: f"{rows[key] / ceiling:11.2f}") if ceiling else (lambda key: f"{'—':>11s}")
+        print(f"{method:8s} {ceiling or float('nan'):10.1f} {rows['pil']:10.1f} {rows['tensor']:10.1f}  "
+              f"{ratio('pil')}  {ratio('tensor'):>14s}  {rows['tensor'] / rows['pil']:10.2f}")
+        print(json.dumps({"method": method, "device": name, "pairs_per_s": rows, "batch_size": args.batch_size,
+                          "image_size": args.image_size, "workers": args.workers,
+                          "loaders_only": args.loaders_only}))
+
+
+if __name__ == "__main__":
+    main()
