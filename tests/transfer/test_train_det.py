@@ -131,3 +131,20 @@ def test_a_converted_file_with_nan_weights_is_refused(tmp_path):
     path.write_bytes(pickle.dumps({"model": model, "__author__": "x"}))
     with pytest.raises(CheckpointError, match="res4.0.conv1.weight holds .* NaN"):
         check_weights(str(path))
+
+
+@pytest.mark.slow
+def test_trials_as_jobs_run_in_parallel_assemble_metrics_and_are_not_run_twice(demo_root, tmp_path):
+    """--launcher submitit-local: each trial its own job (the code path of --launcher slurm but sbatch)."""
+    out = tmp_path / "run"
+    command = ["tools/train_det.py", "--config", CONFIGS["voc"], "--weights", "random", "--data-root", demo_root,
+               "--output-dir", out, "--trials", "2", "--launcher", "submitit-local", "--gpus-per-node", "0",
+               "--cpus-per-task", "1", "--time", "30", "--wait", *FAST]
+    first = run_tool(*command)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.stdout.count("submitted job") == 2
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [t["seed"] for t in metrics["trials"]] == [0, 1] and set(metrics["mean"]) == {"bbox"}
+    assert len(list((out / "slurm").glob("*_0_log.err"))) == 2  # one job per trial, its own log
+    again = run_tool(*command[:-len(FAST)], "--resume", *FAST)
+    assert again.returncode == 0 and again.stdout.count(": done") == 2 and "submitted job" not in again.stdout
