@@ -78,15 +78,16 @@ def _check_together(run):
         raise ConfigError("train.lr_in_momentum is for train.optimizer lars or larc (torch's SGD keeps lr outside)")
 
 
-def load_config(path=None, overrides=()):
-    """RunConfig from a YAML file (or none) and `section.key=value` overrides."""
+def load_config(path=None, overrides=(), data=None):
+    """RunConfig from a YAML file (or none) and `section.key=value` overrides; `data`, a path given as it is (not
+    read as YAML, so '2024' or 'yes' stay folder names), sets train.data."""
     raw = read_yaml(path) if path else {}
     for key in raw:
         if key not in ("method", "train", "model"):
             raise unknown_key(key, ("method", "train", "model"), "(top level)")
     pairs = [parse_override(item) for item in overrides]
     method = next((v for k, v in pairs if k == "method"), raw.get("method"))
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     run = RunConfig(method=method, train=build(TrainConfig, raw.get("train"), "train"),
                     model=build(METHODS[method][0], raw.get("model"), "model"))
@@ -97,5 +98,7 @@ def load_config(path=None, overrides=()):
         if section not in ("train", "model") or not name:
             raise ConfigError(f"override {key}={value}: the key must be train.<key> or model.<key>")
         setattr(run, section, replace_value(getattr(run, section), name, value, section))
+    if data is not None:
+        run.train = dataclasses.replace(run.train, data=str(data))
     _check_together(run)
     return run

@@ -68,6 +68,15 @@ def mean_over_ranks(value):
     return float(tensor) / world_size()
 
 
+def all_ranks_agree(flag):
+    """True on every rank when `flag` is true on every rank (an all-reduce of the minimum)."""
+    if world_size() == 1:
+        return bool(flag)
+    tensor = torch.tensor([int(bool(flag))], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+    return bool(tensor.item())
+
+
 def gather_to_main(obj):
     """[obj of rank 0, obj of rank 1, ...] on rank 0 (None elsewhere): per-rank state for a checkpoint."""
     if world_size() == 1:

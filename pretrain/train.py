@@ -33,6 +33,7 @@ from sslt_core.datasets import dataset_path, image_folder
 from sslt_core.errors import CheckpointError, ConfigError, OutputError, ToolkitError
 from sslt_core.lock import OutputLock
 from sslt_core.optim import LARC, LARS
+from sslt_core.rng import rng_scope
 from sslt_core.safe_load import load_file
 
 
@@ -43,9 +44,7 @@ class TrainingDiverged(ToolkitError):
 def lr_scale(train_cfg):
     """The factor of the lr rule at this batch size: batch/256 (linear), sqrt(batch) or 1."""
     rule = {"linear": train_cfg.batch_size / 256, "sqrt": math.sqrt(train_cfg.batch_size), "none": 1.0}
-    if train_cfg.lr_rule not in rule:
-        raise ConfigError(f"train.lr_rule must be one of {', '.join(rule)}")
-    return rule[train_cfg.lr_rule]
+    return rule[train_cfg.lr_rule]  # one of these: checked with the config
 
 
 def learning_rate(train_cfg):
@@ -75,8 +74,6 @@ def build_optimizer(method, train_cfg):
     peak = learning_rate(train_cfg)
     for group in groups:
         group["lr"] = group["initial_lr"] = peak
-    if train_cfg.optimizer not in OPTIMIZERS:
-        raise ConfigError(f"train.optimizer must be one of {', '.join(OPTIMIZERS)}, got {train_cfg.optimizer!r}")
     extra = {"lr_in_momentum": train_cfg.lr_in_momentum} if train_cfg.optimizer != "sgd" else {}
     return OPTIMIZERS[train_cfg.optimizer](groups, lr=peak, weight_decay=train_cfg.weight_decay,
                                            momentum=train_cfg.momentum, **extra)
@@ -205,9 +202,17 @@ def _load_checkpoint(path, run, method, optimizer, world):
         raise CheckpointError(f"{path} is not a pretraining checkpoint of this toolkit (it lacks "
                               f"{[k for k in keys if k not in state] if isinstance(state, dict) else keys}); "
                               "choose another --output-dir")
-    if state["ssl_transfer"].get("method") != run.method:
-        raise CheckpointError(f"{path} is a {state['ssl_transfer'].get('method')} checkpoint; this run is "
-                              f"{run.method}: choose another --output-dir")
+    recorded = state["ssl_transfer"].get("config") if isinstance(state["ssl_transfer"], dict) else None
+    if not isinstance(recorded, dict) or recorded.get("method") != run.method:
+        found = recorded.get("method") if isinstance(recorded, dict) else "an unknown"
+        raise CheckpointError(f"{path} is {found} checkpoint; this run is {run.method}: choose another --output-dir")
+    current = run.to_dict()
+    changed = [f"model.{k}" for k in current["model"] if recorded["model"].get(k) != current["model"][k]]
+    changed += [f"train.{k}" for k in ("batch_size", "seed", "image_size") if recorded["train"].get(k) != current[
+        "train"][k]]
+    if changed:
+        raise CheckpointError(f"{path} was written with other {', '.join(changed)}; resume with the config that wrote "
+                              "it (its config.yaml), or choose another --output-dir")
     ranks = state["ranks"]
     if len(ranks) != world:
         raise CheckpointError(f"{path} was written by {len(ranks)} processes; this run has {world}: resume with the "
@@ -228,11 +233,24 @@ def _load_checkpoint(path, run, method, optimizer, world):
 def train(run, output_dir, resume=False, progress=True):
     """Pretrain `run` (a RunConfig) into `output_dir`, which it locks; return the last epoch's metrics."""
     device, local_rank = setup_distributed()
-    lock = OutputLock(output_dir).acquire() if distributed.rank() == 0 else None
+    lock, refusal = None, None
+    if distributed.rank() == 0:  # the output folder is rank 0's: the other ranks learn whether it got it
+        try:
+            lock = OutputLock(output_dir).acquire()
+            if (Path(output_dir) / "checkpoint.pth").exists() and not resume:
+                raise OutputError(f"{Path(output_dir) / 'checkpoint.pth'} exists: pass --resume to continue it, or "
+                                  "choose another --output-dir")
+        except ToolkitError as error:
+            refusal = error
+    if not distributed.all_ranks_agree(refusal is None):
+        if lock:
+            lock.release()
+        raise refusal or OutputError(f"rank 0 could not take the output folder {output_dir}; see its error")
     try:
         if lock and lock.note():
             _say(Path(output_dir), lock.note())
-        return _train(run, Path(output_dir), resume, progress, device, local_rank)
+        with rng_scope():  # the run seeds the global generators; the caller gets its own state back
+            return _train(run, Path(output_dir), resume, progress, device, local_rank)
     finally:
         if lock:
             lock.release()
@@ -244,8 +262,6 @@ def _train(run, output_dir, resume, progress, device, local_rank):
     checkpoint_path = output_dir / "checkpoint.pth"
     if cfg.batch_size % world:
         raise ConfigError(f"train.batch_size {cfg.batch_size} must divide among {world} processes")
-    if is_main and checkpoint_path.exists() and not resume:
-        raise OutputError(f"{checkpoint_path} exists: pass --resume to continue it, or choose another --output-dir")
 
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     np.random.seed(cfg.seed)  # the run's other generators too, so that every rank's RNG state is reproducible
@@ -262,6 +278,10 @@ def _train(run, output_dir, resume, progress, device, local_rank):
     notes = [precision_note, f"data_pipeline {cfg.data_pipeline}: " + (
         f"JPEGs decoded and views augmented in batches on the {device.type.upper()}" if cfg.data_pipeline == "tensor"
         else f"PIL decoding and augmentation in {cfg.workers or 'the main'} worker process(es)")]
+    notes.append(f"lr: train.base_lr {cfg.base_lr:g} x {lr_scale(cfg):g} ({cfg.lr_rule} rule at batch "
+                 f"{cfg.batch_size}) = {learning_rate(cfg):g}, then cosine per {cfg.lr_schedule_unit} to "
+                 f"{cfg.final_lr * lr_scale(cfg):g}" + (f" after {cfg.warmup_epochs:g} warm-up epochs"
+                                                          if cfg.warmup_epochs else ""))
     notes += method.prepare(cfg, steps_per_epoch)
     if cfg.sync_bn and world == 1:
         notes.append("train.sync_bn: plain BN on one process")

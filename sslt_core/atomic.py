@@ -1,13 +1,14 @@
 """Atomic writes: a reader sees the old file or the new one, never half of one.
 
-A write goes to `.STEM.tmp-HOST-PID.SUFFIX` beside the target (the suffix kept: detectron2 tells formats by it)
-and is renamed over it. A process killed mid-write leaves
-that temporary file behind; `remove_orphans` deletes the ones whose writer is gone, and every run that takes an
-output folder (sslt_core/lock.py) calls it there.
+A write goes to `.STEM.tmp-HOST-PID.RANDOM.SUFFIX` beside the target (the suffix kept: detectron2 tells formats
+by it) and is renamed over it. A process killed mid-write leaves that temporary file behind; `remove_orphans`
+deletes the ones whose writer (a process of this host) is gone, and every run that takes an output folder
+(sslt_core/lock.py) calls it there.
 """
 import json
 import os
 import socket
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,7 +21,8 @@ def atomic_path(path):
     on any error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}{TMP_MARK}{socket.gethostname()}-{os.getpid()}{path.suffix}")
+    unique = uuid.uuid4().hex[:8]  # two threads of one process may write the same target
+    tmp = path.with_name(f".{path.stem}{TMP_MARK}{socket.gethostname()}-{os.getpid()}.{unique}{path.suffix}")
     try:
         yield tmp
         os.replace(tmp, path)
@@ -56,12 +58,13 @@ def _writer_is_gone(name):
     return False
 
 
-def remove_orphans(folder, owned=False):
-    """Delete the temporary files of killed writes under `folder`; return their paths. `owned`: the caller holds
-    the folder's lock, so no other writer can be at work there and every temporary file is an orphan."""
+def remove_orphans(folder):
+    """Delete the temporary files of killed writes under `folder` (their writer, a process of this host, is gone);
+    return their paths. A temporary file of a live writer (a job still at work below a folder whose lock someone
+    else takes) or of another host is left alone."""
     removed = []
     for tmp in Path(folder).rglob(f".*{TMP_MARK}*"):
-        if tmp.is_file() and (owned or _writer_is_gone(tmp.name)):
+        if tmp.is_file() and _writer_is_gone(tmp.name):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed

@@ -7,23 +7,27 @@ DINO, MoCo v3 and VISSL code submit with); this module writes no scheduler of it
   with sbatch's own message and the generated script's path.
 - `distributed_from_job()`: inside a job, torch.distributed's environment (MASTER_ADDR/PORT, RANK, WORLD_SIZE,
   LOCAL_RANK) from SLURM's, through submitit's JobEnvironment.
-- `job_state(folder, job_id)`: done / failed / running / gone, also from a new process (a re-run of the pipeline
-  picks up the jobs a killed one submitted).
+- `job_state(launcher, folder, job_id)`: done / failed / running / unknown / gone, also from a new process (a
+  re-run of the pipeline picks up the jobs a killed one submitted); `cancel` stops one.
 
 Requeue: a job whose callable is a `submitit.helpers.Checkpointable` is requeued on preemption or time-out
 (SIGUSR2 from SLURM, `signal_delay_s` before the limit) and calls itself again, where it resumes from its last
 checkpoint.
 """
 import os
+import re
 import shutil
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from sslt_core.config import NonNegativeInt, PositiveInt
-from sslt_core.errors import ClusterError
+from sslt_core.errors import CheckpointError, ClusterError
+from sslt_core.safe_load import load_plain_pickle
 
 Launcher = Literal["local", "submitit-local", "slurm"]
+JOB_LAUNCHERS = ("submitit-local", "slurm")
 SIGNAL_DELAY_S = 120  # SLURM sends SIGUSR2 this long before the time limit: the job checkpoints and requeues
 
 
@@ -46,9 +50,9 @@ class Resources:
 
 def check_launcher(launcher):
     """Fail at once, with one line, where the launcher cannot run."""
-    missing = [command for command in ("sbatch", "srun") if shutil.which(command) is None]
+    missing = [command for command in ("sbatch", "srun", "sacct") if shutil.which(command) is None]
     if launcher == "slurm" and missing:
-        raise ClusterError(f"--launcher slurm needs SLURM's {' and '.join(missing)}, which "
+        raise ClusterError(f"--launcher slurm needs SLURM's {', '.join(missing)}, which "
                            f"{'is' if len(missing) == 1 else 'are'} not on this machine's PATH; run on a SLURM login "
                            "node, or use --launcher local")
 
@@ -99,7 +103,8 @@ def distributed_from_job(port=None):
     import submitit
 
     env = submitit.JobEnvironment()
-    os.environ.update(MASTER_ADDR=env.hostnames[0], MASTER_PORT=str(port or 20000 + int(env.job_id) % 20000),
+    port = port or 20000 + zlib.crc32(str(env.job_id).encode()) % 20000  # array jobs' ids hold a '_'
+    os.environ.update(MASTER_ADDR=env.hostnames[0], MASTER_PORT=str(port),
                       RANK=str(env.global_rank), WORLD_SIZE=str(env.num_tasks), LOCAL_RANK=str(env.local_rank),
                       LOCAL_WORLD_SIZE=str(env.num_tasks // max(1, env.num_nodes)))
     return env
@@ -108,58 +113,69 @@ def distributed_from_job(port=None):
 def _job(launcher, folder, job_id):
     import submitit
 
+    if launcher not in JOB_LAUNCHERS or not re.fullmatch(r"[0-9_]+", str(job_id)):
+        raise ClusterError(f"a job record names launcher {launcher!r} and job {job_id!r}, which this toolkit never "
+                           "writes; is the manifest from elsewhere?")
     cls = submitit.SlurmJob if launcher == "slurm" else submitit.LocalJob
     return cls(folder=Path(folder), job_id=str(job_id))
 
 
-def job_result(launcher, folder, job_id):
-    """The return value of a finished job (from submitit's result file, which our own job wrote)."""
-    outcome, value = _read_result(_job(launcher, folder, job_id))
-    if outcome != "success":
-        raise ClusterError(f"job {job_id} failed; its log: {_job(launcher, folder, job_id).paths.stderr}")
-    return value
-
-
 def job_failure(launcher, folder, job_id):
-    """One line on why a job failed: the last line of its error, and its log's path."""
+    """One line on why a job failed: the last line of its error (read without running code), and its log's path."""
     job = _job(launcher, folder, job_id)
     reason = "no result (killed, or cancelled)"
     if job.paths.result_pickle.exists():
-        _, trace = _read_result(job)
-        lines = [line.strip() for line in str(trace).splitlines() if line.strip()]
-        reason = lines[-1][:250] if lines else "failed"
+        try:
+            _, trace = load_plain_pickle(job.paths.result_pickle)
+            lines = [line.strip() for line in str(trace).splitlines() if line.strip()]
+            reason = lines[-1][:250] if lines else "failed"
+        except (CheckpointError, ValueError, TypeError):
+            reason = "its result file holds more than plain data"
     return f"{reason}; log: {job.paths.stderr}"
 
 
-def job_state(launcher, folder, job_id):
-    """'done' | 'failed' | 'running' | 'gone' of a job submitted earlier, perhaps by another process."""
-    import submitit
+# SLURM states (sacct) of a job that is still the scheduler's: it will run, or run again.
+SLURM_ACTIVE = ("PENDING", "RUNNING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING", "COMPLETING",
+                "CONFIGURING", "SIGNALING", "STAGE_OUT", "SUSPENDED", "RESV_DEL_HOLD")
 
-    folder = Path(folder)
+
+def job_state(launcher, folder, job_id):
+    """'done' | 'failed' | 'running' | 'unknown' | 'gone' of a job submitted earlier, perhaps by another process.
+    'unknown': sacct cannot say (unreachable, or a preempted job that SLURM may yet requeue): the caller waits a
+    while before it gives up on the job."""
+    job = _job(launcher, folder, job_id)
     if launcher == "slurm":
-        job = submitit.SlurmJob(folder=folder, job_id=job_id)
-        state = job.state.upper()
+        state = job.state.upper().split()[0] if job.state else "UNKNOWN"
         if state in ("COMPLETED", "FINISHED"):
-            if job.paths.result_pickle.exists():
-                return "done" if _read_result(job)[0] == "success" else "failed"
-            return "failed"
-        if state.startswith(("FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL",
-                             "DEADLINE")):
-            return "failed"
-        # PENDING, RUNNING, REQUEUED, PREEMPTED (requeued by SLURM), COMPLETING, ..., and UNKNOWN while sacct is
-        # unreachable: still the scheduler's, never submitted again
-        return "running"
-    job = submitit.LocalJob(folder=folder, job_id=job_id)
+            return "done" if job.paths.result_pickle.exists() and _succeeded(job) else "failed"
+        if state in SLURM_ACTIVE:
+            return "running"
+        if state in ("UNKNOWN", "PREEMPTED"):
+            return "unknown"
+        return "failed"  # FAILED, CANCELLED, TIMEOUT, OUT_OF_MEMORY, NODE_FAIL, BOOT_FAIL, DEADLINE, ...
     if _alive(int(job_id)):  # a local job's id is its controller's PID (submitit-local runs where it submits)
         return "running"
     if job.paths.result_pickle.exists():  # complete once the job has exited
-        outcome, _ = _read_result(job)
-        return "done" if outcome == "success" else "failed"
+        return "done" if _succeeded(job) else "failed"
     return "gone"
+
+
+def _succeeded(job):
+    try:
+        return load_plain_pickle(job.paths.result_pickle)[0] == "success"
+    except (CheckpointError, ValueError, TypeError, IndexError):
+        return False
+
+
+def cancel(launcher, folder, job_id):
+    """Cancel a job (scancel, or SIGINT to a local job's controller)."""
+    _job(launcher, folder, job_id).cancel(check=False)
 
 
 def _alive(pid):
     """Whether process `pid` still runs; a child of this process that has ended is reaped (not a zombie)."""
+    if pid <= 0:
+        return False
     try:
         ended, _ = os.waitpid(pid, os.WNOHANG)
         return ended == 0
@@ -173,15 +189,9 @@ def _alive(pid):
         return True
 
 
-def _read_result(job):
-    import pickle
-
-    with open(job.paths.result_pickle, "rb") as file:  # our own job's output, written by submitit
-        return pickle.load(file)
-
-
 def wait(job):
-    """Wait for a job; a failure becomes one ClusterError line naming the job's log (nothing is resubmitted)."""
+    """Wait for a job this process submitted; a failure becomes one ClusterError line naming the job's log
+    (nothing is resubmitted)."""
     from submitit.core.utils import FailedJobError, UncompletedJobError
 
     try:

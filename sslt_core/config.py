@@ -8,6 +8,7 @@ field a value in its range. An unknown key fails with the closest valid one. The
 """
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -19,7 +20,7 @@ import yaml
 
 from sslt_core.errors import ConfigError
 
-_FLOAT_TEXT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+_FLOAT_TEXT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")  # 1e-6: what YAML 1.1 leaves a string
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,8 @@ def check_value(value, hint, where):
             value = float(value)  # YAML 1.1 reads 1e-6 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} must be a finite number, got {value!r}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):

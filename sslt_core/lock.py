@@ -63,7 +63,7 @@ class OutputLock:
         os.pwrite(self.fd, json.dumps(owner).encode(), 0)
         os.fsync(self.fd)
         if self.path.parent == self.folder:
-            self.orphans = remove_orphans(self.folder, owned=True)
+            self.orphans = remove_orphans(self.folder)
         return self
 
     def release(self):

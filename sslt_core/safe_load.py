@@ -63,6 +63,13 @@ class _RestrictedUnpickler(pickle.Unpickler):
         raise _refusal(self.path, f"a {module}.{name} object")
 
 
+def load_plain_pickle(path):
+    """A pickle of builtins and numpy data only (e.g. a job's result: an outcome and a traceback); anything else is
+    refused, whoever wrote the file."""
+    with open(path, "rb") as file:
+        return _RestrictedUnpickler(file, path).load()
+
+
 def _check_file(path):
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder, not a checkpoint file; give the path of a .pth, .pth.tar, .ckpt, "
@@ -103,6 +110,8 @@ def _load_torch(path, trust):
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
+    except MemoryError:
+        raise
     except Exception as error:
         text = str(error)
         found = re.search(r"GLOBAL ([\w.]+)", text)

@@ -84,6 +84,8 @@ class PipelineConfig:
 
 
 RANDOM_BASELINE = "random init"
+RESERVED = {"results", "plots", "manifest.json", "report.md", "tables.md", "tables.csv", "tables.tex", "tables.json",
+            ".jobs", ".lock"}  # the pipeline's own files and folders in OUTPUT
 DEFAULT_RESOURCES = {  # one node of 8 GPUs for training; evaluation on one GPU; conversion on a CPU
     "pretrain": Resources(nodes=1, gpus_per_node=8, time=72 * 60),
     "convert": Resources(gpus_per_node=0, cpus_per_task=2, time=30),
@@ -107,6 +109,14 @@ def load_pipeline_config(path):
     twice = sorted({n for n, f in zip(names, folders) if folders.count(f) > 1})
     if twice:
         raise ConfigError(f"pipeline: model names {twice} share one output folder; rename them")
+    taken = sorted(n for n, f in zip(names, folders) if f in RESERVED)
+    if taken:
+        raise ConfigError(f"pipeline: model names {taken} are the pipeline's own output names "
+                          f"({', '.join(sorted(RESERVED))}); rename them")
     if len(config.detection) and not all(len(e.opts) % 2 == 0 for e in config.detection.values()):
         raise ConfigError("pipeline: detection opts come as KEY VALUE pairs")
+    several = sorted(kind for kind, r in config.resources.items() if r.nodes > 1 and kind != "pretrain")
+    if several:
+        raise ConfigError(f"pipeline: resources of {several} ask for several nodes; only pretraining spreads over "
+                          "nodes (a detection stage uses the GPUs of one node)")
     return config

@@ -34,7 +34,7 @@ from sslt_core.atomic import write_bytes_atomic, write_json_atomic
 from sslt_core.checkpoints import read_encoder
 from sslt_core.datasets import image_folder
 from sslt_core.errors import ConfigError
-from sslt_core.fingerprint import file_digest
+from sslt_core.fingerprint import file_digest, tree_fingerprint
 from sslt_core.lock import OutputLock
 from sslt_demo.writer import make_demo_data
 from sslt_pipeline.config import DEFAULT_RESOURCES, RANDOM_BASELINE, folder_name, load_pipeline_config
@@ -72,7 +72,7 @@ class Model:
 
 def _pretrain_stage(name, entry, config):
     def run(folder, inputs):
-        run_config = load_config(entry.config, list(entry.overrides) + [f"train.data={config.data_root}"])
+        run_config = load_config(entry.config, list(entry.overrides), data=config.data_root)
         summary = train(run_config, folder, resume=True, progress=True)
         return {"encoder": str(folder / "encoder.safetensors"), "final": summary}
 
@@ -214,15 +214,16 @@ def model_result(model, entries, config):
 
 
 def job_launcher(config, launcher):
-    """launch(stage, folder, inputs) for run_stages: the stage as a job with its kind's resources."""
+    """launch(stage, folder, inputs, job_folder) for run_stages: the stage as a job with its kind's resources."""
 
-    def launch(stage, folder, inputs):
+    def launch(stage, folder, inputs, job_folder):
         resources = config.resources.get(stage.kind, DEFAULT_RESOURCES[stage.kind])
-        ex = cluster.executor(launcher, folder / "jobs", resources, name=stage.id.replace("/", "-"),
+        ex = cluster.executor(launcher, job_folder, resources, name=stage.id.replace("/", "-"),
                               one_task=stage.kind != "pretrain")  # detection runs detectron2's own launch
         job = cluster.submit(ex, StageJob(stage.run, str(folder), inputs))
         return launcher, ex.folder, job.job_id
 
+    launch.launcher = launcher
     return launch
 
 
@@ -241,6 +242,9 @@ def run_pipeline(config_path, output_dir, log=print, launcher="local", max_paral
             log(lock.note())
         if config.demo_data:
             make_demo_data(config.data_root, seed=config.demo_data.seed, size_name=config.demo_data.size)
+        data = tree_fingerprint(config.data_root)  # the data at data_root, as it is now: a change re-runs
+        for stage in stages:
+            stage.spec["data"] = data
         entries = run_stages(stages, output_dir, log=log, launch=job_launcher(config, launcher) if jobs else None,
                              max_parallel=max_parallel)
         results = [model_result(model, entries, config) for model in models]

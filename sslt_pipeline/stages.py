@@ -21,9 +21,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import submitit
+
 from sslt_core import cluster
 from sslt_core.atomic import write_json_atomic
-from sslt_core.errors import ConfigError
+from sslt_core.errors import ClusterError, ConfigError, OutputError
+
+JOBS_FOLDER = ".jobs"  # OUTPUT/.jobs/<stage id>/: submitit's scripts, pickles and logs, apart from the stage's files
 
 
 @dataclass
@@ -44,7 +48,12 @@ class Stage:
 class Manifest:
     def __init__(self, path):
         self.path = Path(path)
-        self.entries = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        try:
+            self.entries = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise OutputError(f"{self.path} is not valid JSON; delete it to run every stage again") from None
+        if not isinstance(self.entries, dict):
+            raise OutputError(f"{self.path} does not hold stage entries; delete it to run every stage again")
 
     def record(self, stage_id, entry):
         self.entries[stage_id] = entry
@@ -83,14 +92,17 @@ def _hash_and_check(stages, output_dir):
                               "'..' or '/'")
 
 
-def run_stages(stages, output_dir, log=print, launch=None, max_parallel=1, poll_seconds=2.0):
-    """Run `stages` (in dependency order) under `output_dir`; return {id: manifest entry}."""
+def run_stages(stages, output_dir, log=print, launch=None, max_parallel=1, poll_seconds=None):
+    """Run `stages` (in dependency order) under `output_dir`; return {id: manifest entry}.
+    `launch(stage, folder, inputs, job_folder) -> (launcher, job folder, job id)` runs them as jobs."""
     output_dir = Path(output_dir)
     manifest = Manifest(output_dir / "manifest.json")
     _hash_and_check(stages, output_dir)
     if launch is None:
+        refuse_live_jobs(manifest, output_dir)
         return _run_here(stages, output_dir, manifest, log)
-    return _run_as_jobs(stages, output_dir, manifest, log, launch, max_parallel, poll_seconds)
+    return _run_as_jobs(stages, output_dir, manifest, log, launch, max_parallel,
+                        poll_seconds or POLL_SECONDS.get(getattr(launch, "launcher", ""), 5.0))
 
 
 def _settled(stage, manifest, done, log):
@@ -126,73 +138,138 @@ def _run_here(stages, output_dir, manifest, log):
     return done
 
 
-class StageJob:
-    """A stage as a job's callable; requeued on preemption, the stage resumes from its own checkpoints."""
+POLL_SECONDS = {"slurm": 60.0, "submitit-local": 2.0}  # one sacct call per job and poll on a cluster
+UNKNOWN_GRACE_SECONDS = 15 * 60  # how long a job may be 'unknown' to sacct before the stage is given up
+OUTPUTS_FILE = "stage_outputs.json"  # a job's outputs, as JSON in its stage folder (read back without a pickle)
+
+
+class StageJob(submitit.helpers.Checkpointable):
+    """A stage as a job's callable; requeued on preemption or time-out, the stage resumes from its own checkpoints.
+    Its outputs go to the stage folder as JSON."""
 
     def __init__(self, stage_run, folder, inputs):
         self.stage_run, self.folder, self.inputs = stage_run, folder, inputs
 
     def __call__(self):
-        import submitit
-
-        if submitit.JobEnvironment().num_tasks > 1:  # a pretraining over several GPUs: one process per task
+        env = submitit.JobEnvironment()
+        if env.num_tasks > 1:  # a pretraining over several GPUs: one process per task
             cluster.distributed_from_job()
-        return self.stage_run(Path(self.folder), self.inputs)
+        outputs = self.stage_run(Path(self.folder), self.inputs) or {}
+        if env.global_rank == 0:
+            write_json_atomic(Path(self.folder) / OUTPUTS_FILE, outputs)
+        return None
 
     def checkpoint(self, *args, **kwargs):
-        import submitit
-
         return submitit.helpers.DelayedSubmission(StageJob(self.stage_run, self.folder, self.inputs))
 
 
+def _job_record(entry, jobs_root):
+    """(launcher, job folder, job id) of a manifest entry, checked: this toolkit's launchers, ids and folders only."""
+    folder = Path(entry.get("job_folder", ""))
+    if entry.get("launcher") not in cluster.JOB_LAUNCHERS or not folder.resolve().is_relative_to(jobs_root.resolve()):
+        raise ClusterError(f"the manifest names job {entry.get('job_id')!r} in {folder}, which this pipeline did not "
+                           "write; delete that entry of manifest.json or choose another --output-dir")
+    return entry["launcher"], folder, entry["job_id"]
+
+
+def _live_job(entry, jobs_root):
+    """The job record of an entry whose job is still the scheduler's, else None."""
+    if entry.get("status") != "running" or not entry.get("job_id"):
+        return None
+    record = _job_record(entry, jobs_root)
+    return record if cluster.job_state(*record) in ("running", "unknown") else None
+
+
+def _cancel(stage_id, record, log, wait_seconds=300):
+    log(f"[cancel] {stage_id}: job {record[2]}, which would write where the stage runs again")
+    cluster.cancel(*record)
+    deadline = time.time() + wait_seconds
+    while cluster.job_state(*record) in ("running", "unknown") and time.time() < deadline:
+        time.sleep(2)
+
+
+def refuse_live_jobs(manifest, output_dir):
+    """A run in this process must not work beside jobs that still write into its stage folders."""
+    live = {stage_id: entry["job_id"] for stage_id, entry in manifest.entries.items()
+            if _live_job(entry, Path(output_dir) / JOBS_FOLDER)}
+    if live:
+        raise OutputError(f"stages {sorted(live)} run as jobs {sorted(set(live.values()))}; wait for them (run with "
+                          "the same --launcher to pick them up) or cancel them first")
+
+
 def _run_as_jobs(stages, output_dir, manifest, log, launch, max_parallel, poll_seconds):
-    done, running, order = {}, {}, list(stages)
+    jobs_root = output_dir / JOBS_FOLDER
+    done, running, order, unknown_since = {}, {}, list(stages), {}
+
+    def finish(stage_id, result):
+        manifest.record(stage_id, result)
+        done[stage_id] = result
+        running.pop(stage_id, None)
+
     while order or running:
         for stage in list(order):
             if any(need not in done for need in stage.needs):
                 continue  # waits for what it reads
             result = _settled(stage, manifest, done, log)
             if result is not None:
-                manifest.record(stage.id, result)
-                done[stage.id] = result
+                finish(stage.id, result)
                 order.remove(stage)
                 continue
             entry = manifest.entries.get(stage.id, {})
-            if entry.get("job_id") and entry.get("hash") == stage.hash and entry.get("status") == "running":
-                state = cluster.job_state(entry["launcher"], entry["job_folder"], entry["job_id"])
-                if state in ("running", "done", "failed"):  # submitted by an earlier run: picked up, not resubmitted
-                    log(f"[adopt] {stage.id}: job {entry['job_id']} ({state})")
+            try:
+                live = _live_job(entry, jobs_root)
+                if live and entry.get("hash") == stage.hash:  # submitted by an earlier run: picked up, not resubmitted
+                    log(f"[adopt] {stage.id}: job {entry['job_id']}")
                     running[stage.id] = entry
                     order.remove(stage)
                     continue
-            if len(running) >= max_parallel:
+                if entry.get("status") == "running" and entry.get("job_id") and entry.get("hash") == stage.hash:
+                    state = cluster.job_state(*_job_record(entry, jobs_root))
+                    if state in ("done", "failed"):  # it ended while nobody watched
+                        running[stage.id] = entry
+                        order.remove(stage)
+                        continue
+                if len(running) >= max_parallel:
+                    continue
+                if live:  # a job of an older spec still writes there
+                    _cancel(stage.id, live, log)
+                folder = output_dir / stage.id
+                _prepare(stage, entry, folder, log)
+                (folder / OUTPUTS_FILE).unlink(missing_ok=True)
+                inputs = {k: done[k].get("outputs", {}) for k in stage.needs}
+                launcher, job_folder, job_id = launch(stage, folder, inputs, jobs_root / stage.id)
+            except ClusterError as error:  # a refusal or a foreign record fails this stage; the others go on
+                log(f"[failed] {stage.id}: {error}")
+                finish(stage.id, {"status": "failed", "hash": stage.hash, "reason": str(error)[:400]})
+                order.remove(stage)
                 continue
-            folder = output_dir / stage.id
-            _prepare(stage, entry, folder, log)
-            launcher, job_folder, job_id = launch(stage, folder, {k: done[k].get("outputs", {}) for k in stage.needs})
             entry = {"status": "running", "hash": stage.hash, "launcher": launcher, "job_folder": str(job_folder),
                      "job_id": str(job_id), "submitted": time.time()}
             manifest.record(stage.id, entry)
             running[stage.id] = entry
             order.remove(stage)
         for stage_id, entry in list(running.items()):
-            state = cluster.job_state(entry["launcher"], entry["job_folder"], entry["job_id"])
+            record = _job_record(entry, jobs_root)
+            state = cluster.job_state(*record)
             if state == "running":
                 continue
-            if state == "done":
-                outputs = cluster.job_result(entry["launcher"], entry["job_folder"], entry["job_id"])
-                result = {"status": "done", "hash": entry["hash"], "outputs": outputs or {},
-                          "seconds": round(time.time() - entry.get("submitted", time.time()), 1),
-                          "job_id": entry["job_id"], "submitted": entry.get("submitted")}
-            else:
-                reason = (f"job {entry['job_id']} {'failed' if state == 'failed' else 'is gone'}: "
-                          f"{cluster.job_failure(entry['launcher'], entry['job_folder'], entry['job_id'])}")
-                log(f"[failed] {stage_id}: {reason}")
-                result = {"status": "failed", "hash": entry["hash"], "reason": reason[:400], "job_id": entry["job_id"]}
-            manifest.record(stage_id, result)
-            done[stage_id] = result
-            del running[stage_id]
+            if state == "unknown":
+                since = unknown_since.setdefault(stage_id, time.time())
+                if time.time() - since < UNKNOWN_GRACE_SECONDS:
+                    continue
+            outputs_file = output_dir / stage_id / OUTPUTS_FILE
+            if state == "done" and outputs_file.is_file():
+                finish(stage_id, {"status": "done", "hash": entry["hash"],
+                                  "outputs": json.loads(outputs_file.read_text()),
+                                  "seconds": round(time.time() - entry.get("submitted", time.time()), 1),
+                                  "job_id": entry["job_id"], "submitted": entry.get("submitted")})
+                continue
+            why = {"failed": "failed", "gone": "is gone", "unknown": "is unknown to the scheduler",
+                   "done": "ended without outputs"}[state]
+            reason = f"job {entry['job_id']} {why}: {cluster.job_failure(*record)}"
+            log(f"[failed] {stage_id}: {reason}")
+            finish(stage_id, {"status": "failed", "hash": entry["hash"], "reason": reason[:400],
+                              "job_id": entry["job_id"]})
         if running or order:
             time.sleep(poll_seconds)
     return {stage.id: done[stage.id] for stage in stages}
-

@@ -15,15 +15,17 @@ With --launcher slurm the run is submitted as one SLURM job (one task per GPU, t
 from SLURM's); on preemption or time-out it requeues itself and resumes from its last checkpoint, losing at most
 train.checkpoint_every steps. --launcher submitit-local runs the same job as processes on this machine.
 """
+import json
 from pathlib import Path
 
 from pretrain.config import load_config
 from pretrain.job import PretrainJob
 from pretrain.train import train
 from sslt_core import cluster
+from sslt_core.atomic import write_json_atomic
 from sslt_core.cli import ToolParser, add_cluster_arguments, run
 from sslt_core.datasets import dataset_path
-from sslt_core.errors import OutputError
+from sslt_core.errors import ClusterError, OutputError
 from sslt_core.lock import OutputLock
 
 
@@ -35,12 +37,19 @@ def submit(args, config):
                           "--output-dir")
     with OutputLock(output):  # fails now, not in the job, if a run holds the folder
         pass
+    record_file = output / "job.json"  # the job last submitted for this folder: never two at once
+    if record_file.is_file():
+        record = json.loads(record_file.read_text())
+        if cluster.job_state(record["launcher"], record["folder"], record["job_id"]) in ("running", "unknown"):
+            raise ClusterError(f"job {record['job_id']} is still queued or running for {output}; wait for it, or "
+                               f"cancel it (scancel {record['job_id']}) before submitting again")
     resources = cluster.Resources(nodes=args.nodes, gpus_per_node=args.gpus_per_node,
                                   cpus_per_task=args.cpus_per_task, time=args.time, partition=args.partition,
                                   account=args.account)
     executor = cluster.executor(args.launcher, args.slurm_dir or output / "slurm", resources,
                                 name=f"pretrain-{config.method}")
     job = cluster.submit(executor, PretrainJob(config, output))
+    write_json_atomic(record_file, {"launcher": args.launcher, "folder": str(executor.folder), "job_id": job.job_id})
     print(f"submitted job {job.job_id}: {resources.nodes} node(s) x {resources.tasks_per_node} process(es); "
           f"log {job.paths.stdout}")
     return job
@@ -56,7 +65,7 @@ def main(argv=None):
     parser.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.epochs=2 model.predictor=none")
     add_cluster_arguments(parser)
     args = parser.parse_args(argv)
-    config = load_config(args.config, args.overrides + ([f"train.data={args.data}"] if args.data else []))
+    config = load_config(args.config, args.overrides, data=args.data)
     if args.launcher == "local":
         summary = train(config, args.output_dir, resume=args.resume)
         print({k: v for k, v in summary.items() if v is not None})

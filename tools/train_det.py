@@ -25,7 +25,7 @@ from sslt_core.errors import ClusterError
 from sslt_core.lock import OutputLock
 from sslt_core.safe_load import TRUST_FLAG
 from transfer.finetune import check_run, run_trials, start_run
-from transfer.job import TrialJob, TrialRun
+from transfer.job import TrialRun, submit_trials
 
 
 def parse_args(argv=None):
@@ -59,25 +59,22 @@ def worker(args):
         print(json.dumps({"mean": summary["mean"], "std": summary["std"]}, indent=2))
 
 
-def submit_trials(args):
+def submit(args):
     """Each unfinished trial as its own job; with --wait, one line per failed trial and its log."""
     output = Path(args.output_dir)
-    with OutputLock(output):  # no run holds the folder; the trial jobs lock their own trial folders
+    with OutputLock(output):  # no local run holds the folder; the trial jobs lock their own trial folders
         start_run(args.config, args.weights, output, args.trials, args.seed, args.opts, args.data_root,
                   args.resume, args.trust_checkpoint)
     resources = cluster.Resources(nodes=args.nodes, gpus_per_node=args.gpus_per_node,
                                   cpus_per_task=args.cpus_per_task, time=args.time, partition=args.partition,
                                   account=args.account)
-    executor = cluster.executor(args.launcher, args.slurm_dir or output / "slurm", resources, name="train-det")
-    trial_run = TrialRun(str(args.config), args.weights, str(output), args.trials, args.seed, tuple(args.opts),
-                         args.data_root, args.gpus_per_node)
-    jobs = {}
-    for trial in range(args.trials):
-        if (output / f"trial_{trial}" / "result.json").is_file():
-            print(f"trial {trial}: done")
-            continue
-        jobs[trial] = cluster.submit(executor, TrialJob(trial_run, trial))
-        print(f"trial {trial}: submitted job {jobs[trial].job_id}, log {jobs[trial].paths.stderr}")
+    run = TrialRun(str(args.config), args.weights, str(output), args.trials, args.seed, tuple(args.opts),
+                   args.data_root, args.gpus_per_node, args.trust_checkpoint)
+    outcome = submit_trials(run, args.launcher, resources, args.slurm_dir or output / "slurm")
+    jobs = {trial: job for trial, job in outcome.items() if not isinstance(job, str)}
+    for trial, job in outcome.items():
+        print(f"trial {trial}: " + (job if isinstance(job, str) else f"submitted job {job.job_id}, log "
+                                                                     f"{job.paths.stderr}"))
     if not args.wait:
         return 0
     failed = []
@@ -89,7 +86,10 @@ def submit_trials(args):
     if failed:
         raise ClusterError(f"{len(failed)} of {args.trials} trials failed ({'; '.join(failed)}); re-run them with "
                            "the same command and --resume")
-    summary = json.loads((output / "metrics.json").read_text())
+    metrics = output / "metrics.json"
+    if not metrics.is_file():
+        raise ClusterError(f"no {metrics} yet: trials of an earlier submission still run; see {output / 'jobs.json'}")
+    summary = json.loads(metrics.read_text())
     print(json.dumps({"mean": summary["mean"], "std": summary["std"]}, indent=2))
     return 0
 
@@ -100,7 +100,7 @@ def main(argv=None):
         cluster.check_launcher(args.launcher)
         check_run(args.config, args.weights, args.output_dir, args.trials, args.seed, args.opts, args.resume,
                   args.trust_checkpoint, args.data_root, world_size=max(1, args.gpus_per_node) * args.nodes)
-        return submit_trials(args)
+        return submit(args)
     check_run(args.config, args.weights, args.output_dir, args.trials, args.seed, args.opts, args.resume,
               args.trust_checkpoint, args.data_root, world_size=args.num_gpus * args.num_machines)
     if args.machine_rank:  # the first machine holds the lock of the shared output folder

@@ -6,8 +6,10 @@ that sslt_core/datasets.py resolves; `demo_*` names are the generated demo data 
 """
 import math
 import os
+import weakref
 from dataclasses import dataclass
 
+from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 from detectron2.data.datasets.pascal_voc import CLASS_NAMES as VOC_CLASSES
@@ -20,7 +22,8 @@ from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, Res5ROIHeads
 from detectron2.utils import comm
 
 from sslt_core.datasets import DEMO_CLASSES, dataset_path
-from sslt_core.errors import ConfigError
+from sslt_core.errors import CheckpointError, ConfigError
+from sslt_core.safe_load import load_file
 from transfer.detectron2_env import coco_evaluator
 
 
@@ -76,21 +79,48 @@ def register_detection_sets(names, data_root=None):
             register_coco_instances(name, {}, str(json_file), str(root / spec.split))
 
 
-class DetectionTrainer(DefaultTrainer):
-    """detectron2's DefaultTrainer with the VOC and COCO evaluators chosen from the dataset's metadata."""
+class SafeCheckpointer(DetectionCheckpointer):
+    """detectron2's checkpointer, every file read through sslt_core/safe_load.py: a detectron2 .pkl with the
+    numpy-only unpickler, anything else weights-only; a full unpickle only for weights the user trusts."""
 
-    def __init__(self, cfg):
+    def __init__(self, model, save_dir="", trust=False, **checkables):
+        super().__init__(model, save_dir, **checkables)
+        self.trust = trust
+
+    def _load_file(self, filename):
+        if filename.endswith(".pkl"):
+            data = load_file(filename, self.trust)
+            if "model" in data and "__author__" in data:
+                return data
+            data = data.get("blobs", data)  # a Caffe2 / Detectron1 file, as detectron2 reads it
+            data = {k: v for k, v in data.items() if not k.endswith("_momentum")}
+            return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
+        if filename.endswith(".pyth") and not self.trust:
+            raise CheckpointError(f"{filename}: a pycls .pyth file needs a full unpickle; pass --trust-checkpoint")
+        return super()._load_file(filename)
+
+    def _torch_load(self, f):
+        return load_file(f, self.trust)
+
+
+class DetectionTrainer(DefaultTrainer):
+    """detectron2's DefaultTrainer with the VOC and COCO evaluators chosen from the dataset's metadata, and a
+    checkpointer that runs no code from the files it reads."""
+
+    def __init__(self, cfg, trust=False):
         if cfg.MODEL.DEVICE != "cpu" or comm.get_world_size() == 1:
             super().__init__(cfg)
-            return
-        # Several CPU processes (gloo): detectron2's create_ddp_model passes device_ids=[local rank], which only a
-        # GPU module accepts; a CPU module needs device_ids=None.
-        create = engine_defaults.create_ddp_model
-        engine_defaults.create_ddp_model = lambda model, **kwargs: create(model, device_ids=None, **kwargs)
-        try:
-            super().__init__(cfg)
-        finally:
-            engine_defaults.create_ddp_model = create
+        else:
+            # Several CPU processes (gloo): detectron2's create_ddp_model passes device_ids=[local rank], which only
+            # a GPU module accepts; a CPU module needs device_ids=None.
+            create = engine_defaults.create_ddp_model
+            engine_defaults.create_ddp_model = lambda model, **kwargs: create(model, device_ids=None, **kwargs)
+            try:
+                super().__init__(cfg)
+            finally:
+                engine_defaults.create_ddp_model = create
+        self.checkpointer = SafeCheckpointer(self._trainer.model, cfg.OUTPUT_DIR, trust=trust,
+                                             trainer=weakref.proxy(self))
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

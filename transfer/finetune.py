@@ -25,11 +25,12 @@ from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
-from sslt_core.atomic import write_json_atomic
+from sslt_core.atomic import write_bytes_atomic, write_json_atomic
 from sslt_core.checkpoints import check_finite, is_detectron2_checkpoint
 from sslt_core.errors import CheckpointError, ConfigError, OutputError
 from sslt_core.fingerprint import file_digest
-from sslt_core.lock import LOCK_NAME
+from sslt_core.lock import LOCK_NAME, OutputLock
+from sslt_core.rng import rng_scope
 from sslt_core.safe_load import load_file
 from transfer.convert import detectron2_resnet50_names
 from transfer.detection import DetectionTrainer, register_detection_sets, summarize_trials
@@ -109,7 +110,7 @@ def build_config(config_file, opts, weights, output_dir, seed, world_size):
         raise ConfigError(f"overrides come as KEY VALUE pairs; got {list(opts)}")
     cfg, notes = get_cfg(), []
     try:
-        cfg.merge_from_file(str(config_file))
+        cfg.merge_from_file(str(config_file), allow_unsafe=False)  # yaml.safe_load: no Python tags
         batch, lr = cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.BASE_LR
         cfg.merge_from_list(list(opts))
     except (KeyError, AssertionError, ValueError, TypeError, SyntaxError, yaml.YAMLError) as error:
@@ -139,8 +140,13 @@ def build_config(config_file, opts, weights, output_dir, seed, world_size):
             notes.append(f"MODEL.{key}.NORM naiveSyncBN: BN statistics averaged over {world_size} process(es)"
                          + (" (plain BN on one)" if world_size == 1 else ""))
     cfg.MODEL.WEIGHTS = weights
-    cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-    cfg.SOLVER.AMP.ENABLED = torch.cuda.is_available()
+    given = set(map(str, list(opts)[::2]))
+    if "MODEL.DEVICE" not in given:
+        cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+    if "SOLVER.AMP.ENABLED" not in given:
+        cfg.SOLVER.AMP.ENABLED = cfg.MODEL.DEVICE.startswith("cuda")
+    notes.append(f"MODEL.DEVICE {cfg.MODEL.DEVICE}, SOLVER.AMP.ENABLED {cfg.SOLVER.AMP.ENABLED}"
+                 + ("" if {"MODEL.DEVICE", "SOLVER.AMP.ENABLED"} & given else " (AMP on a GPU, the default here)"))
     cfg.OUTPUT_DIR = str(output_dir)
     cfg.SEED = seed
     cfg.freeze()
@@ -160,21 +166,23 @@ def _json_safe(results):
             for task, metrics in results.items()}
 
 
-def run_trial(cfg, data_root):
-    """Train (resuming from the trial folder's last checkpoint if any) and evaluate; rank 0 gets the results."""
+def run_trial(cfg, data_root, trust=False):
+    """Train (resuming from the trial folder's last checkpoint if any) and evaluate; rank 0 gets the results.
+    Every checkpoint file is read without running code from it unless `trust` (SafeCheckpointer)."""
     result_file = Path(cfg.OUTPUT_DIR) / "result.json"
     if result_file.is_file():
         logger.info(f"{result_file} exists: trial already done")
         return json.loads(result_file.read_text())["results"]
     Path(cfg.OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
     register_detection_sets(tuple(cfg.DATASETS.TRAIN) + tuple(cfg.DATASETS.TEST), data_root)
-    seed_all_rng(cfg.SEED + comm.get_rank())
     if comm.is_main_process():
-        (Path(cfg.OUTPUT_DIR) / "config.yaml").write_text(cfg.dump())
-    trainer = _Trainer(cfg)
-    trainer.resume_or_load(resume=True)
-    trainer.train()
-    results = _json_safe(_Trainer.test(cfg, trainer.model))
+        write_bytes_atomic(Path(cfg.OUTPUT_DIR) / "config.yaml", cfg.dump().encode())
+    with rng_scope():  # the trial seeds the global generators; the caller gets its own state back
+        seed_all_rng(cfg.SEED + comm.get_rank())
+        trainer = _Trainer(cfg, trust=trust)
+        trainer.resume_or_load(resume=True)
+        trainer.train()
+        results = _json_safe(_Trainer.test(cfg, trainer.model))
     if comm.is_main_process():
         for task, metrics in results.items():
             missing = [k for k in ("AP", "AP50", "AP75") if metrics.get(k) is None]
@@ -214,7 +222,10 @@ def check_run(config_file, weights, output_dir, trials=1, seed=0, opts=(), resum
         if not recorded_file.is_file():
             raise OutputError(f"{output_dir} holds no run.json, so it is not a run of this tool; choose another "
                               "--output-dir")
-        recorded = json.loads(recorded_file.read_text())
+        try:
+            recorded = json.loads(recorded_file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise OutputError(f"{recorded_file} is not valid JSON; choose another --output-dir") from None
         changed = [k for k in ("config_sha256", "opts", "weights_sha256", "seed") if recorded.get(k) != identity[k]]
         if changed:
             what = ", ".join(f"{k} {recorded.get(k)!r} -> {identity[k]!r}" for k in changed)
@@ -245,14 +256,19 @@ def start_run(config_file, weights, output_dir, trials=1, seed=0, opts=(), data_
     comm.synchronize()
 
 
-def run_one_trial(config_file, weights, output_dir, trial, seed=0, opts=(), data_root=None):
-    """Trial `trial` (seed + trial) of a started run; its results (rank 0)."""
+def run_one_trial(config_file, weights, output_dir, trial, seed=0, opts=(), data_root=None, trust=False):
+    """Trial `trial` (seed + trial) of a started run, its folder locked while it runs; its results (rank 0)."""
     weights_path = "" if weights == "random" else str(weights)
-    cfg, notes = build_config(config_file, opts, weights_path, Path(output_dir) / f"trial_{trial}", seed + trial,
-                              comm.get_world_size())
+    folder = Path(output_dir) / f"trial_{trial}"
+    cfg, notes = build_config(config_file, opts, weights_path, folder, seed + trial, comm.get_world_size())
     for note in notes:
         logger.info(note)
-    return run_trial(cfg, data_root)
+    lock = OutputLock(folder).acquire() if comm.is_main_process() else None
+    try:
+        return run_trial(cfg, data_root, trust)
+    finally:
+        if lock:
+            lock.release()
 
 
 def summarize_run(config_file, weights, output_dir, trials, seed=0, opts=()):
@@ -278,5 +294,5 @@ def run_trials(config_file, weights, output_dir, trials=1, seed=0, opts=(), data
     start_run(config_file, weights, output_dir, trials, seed, opts, data_root, resume, trust)
     setup_logging(output_dir, quiet)
     for trial in range(trials):
-        run_one_trial(config_file, weights, output_dir, trial, seed, opts, data_root)
+        run_one_trial(config_file, weights, output_dir, trial, seed, opts, data_root, trust)
     return summarize_run(config_file, weights, output_dir, trials, seed, opts) if comm.is_main_process() else None

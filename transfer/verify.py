@@ -23,7 +23,7 @@ def relative_error(found, expected):
 def compare_features(detectron2_pkl, torchvision_state_dict, config_file=DETECTION_BASE_CONFIG, size=160, seed=0):
     """{"res4": relative error, "res5": relative error} on a random RGB image of size x size pixels."""
     cfg = get_cfg()
-    cfg.merge_from_file(str(config_file))
+    cfg.merge_from_file(str(config_file), allow_unsafe=False)
     cfg.MODEL.RESNETS.NORM = "BN"  # eval mode: BN uses the converted running statistics
     cfg.MODEL.RESNETS.OUT_FEATURES = ["res4", "res5"]
     backbone = build_resnet_backbone(cfg, ShapeSpec(channels=3)).eval()
