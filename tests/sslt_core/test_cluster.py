@@ -28,7 +28,7 @@ def fake_sbatch(tmp_path, monkeypatch):
     folder.mkdir()
 
     def install(script):
-        for name, text in (("sbatch", script), ("srun", "#!/bin/sh\nexit 0\n")):
+        for name, text in (("sbatch", script), ("srun", "#!/bin/sh\nexit 0\n"), ("sacct", "#!/bin/sh\nexit 0\n")):
             path = folder / name
             path.write_text(text)
             path.chmod(path.stat().st_mode | stat.S_IEXEC)
@@ -69,7 +69,7 @@ def test_a_refusal_is_one_line_with_sbatchs_message_and_the_script(fake_sbatch, 
 
 def test_no_sbatch_fails_at_once(tmp_path, monkeypatch, tool):
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(ClusterError, match="needs SLURM's sbatch and srun, which are not on this machine's PATH"):
+    with pytest.raises(ClusterError, match="needs SLURM's sbatch, srun, sacct, which are not on this machine's PATH"):
         cluster.check_launcher("slurm")
     code, _, stderr = tool("pretrain_net", "--config", "configs/pretrain/simsiam_demo.yaml", "--launcher", "slurm",
                            "--output-dir", tmp_path / "out")

@@ -109,8 +109,9 @@ def test_a_failing_stage_marks_its_row_and_the_run_goes_on(tmp_path):
 @pytest.mark.slow
 def test_the_pipeline_as_submitit_jobs_gives_the_in_process_tables(tmp_path):
     """Two pretrainings at once as jobs (submitit's local executor: SLURM's code path but sbatch), then every
-    model's stages as soon as what they read is done; the same tables as the in-process run."""
-    config = small_config(tmp_path, detection=False)
+    model's stages (conversion, kNN, linear probe, detection) as soon as what they read is done; the same tables as
+    the in-process run."""
+    config = small_config(tmp_path)
     here = run(config, tmp_path / "here")
     assert here.returncode == 0, here.stderr[-3000:]
     jobs = run(config, tmp_path / "jobs", "--launcher", "submitit-local", "--max-parallel", "2")
