@@ -97,6 +97,10 @@ def measure(method, args, device):
     return rows
 
 
+def _ratio(rows, key, ceiling):
+    return f"{rows[key] / ceiling:.2f}" if ceiling else "—"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="ImageFolder root (or a datasets root holding imagenet/)")
@@ -117,9 +121,9 @@ def main():
     for method in args.methods:
         rows = measure(method, args, device)
         ceiling = rows.get("ceiling")
-        ratio = (lambda key: f"{rows[key] / ceiling:11.2f}") if ceiling else (lambda key: f"{'—':>11s}")
         print(f"{method:8s} {ceiling or float('nan'):10.1f} {rows['pil']:10.1f} {rows['tensor']:10.1f}  "
-              f"{ratio('pil')}  {ratio('tensor'):>14s}  {rows['tensor'] / rows['pil']:10.2f}")
+              f"{_ratio(rows, 'pil', ceiling):>11s}  {_ratio(rows, 'tensor', ceiling):>14s}  "
+              f"{rows['tensor'] / rows['pil']:10.2f}")
         print(json.dumps({"method": method, "device": name, "pairs_per_s": rows, "batch_size": args.batch_size,
                           "image_size": args.image_size, "workers": args.workers,
                           "loaders_only": args.loaders_only}))
