@@ -96,7 +96,18 @@ def extract_features(encoder, dataset, batch_size=256, num_workers=0, device=Non
         with autocast:
             features.append(encoder(images.to(device, non_blocking=True)).float().cpu())
         labels.append(targets)
-    return torch.cat(features).numpy(), torch.cat(labels).numpy().astype(np.int64)
+    features = torch.cat(features).numpy()
+    check_features(features, desc)
+    return features, torch.cat(labels).numpy().astype(np.int64)
+
+
+def check_features(features, desc):
+    """A NaN or an infinity in a feature would give a kNN or linear-probe accuracy that means nothing."""
+    bad = ~np.isfinite(features).all(axis=1)
+    if bad.any():
+        raise CheckpointError(f"{desc}: the encoder gives NaN or infinite features for {int(bad.sum())} of "
+                              f"{len(features)} images; its weights are broken (check them with python "
+                              "tools/convert_to_d2.py CHECKPOINT --verify)")
 
 
 def cached_features(encoder, description, weights, dataset, split_name, crop_size, cache_dir, **kwargs):
@@ -118,7 +129,9 @@ def cached_features(encoder, description, weights, dataset, split_name, crop_siz
     path = cache_dir / f"{split_name}-{key}.npz"
     if path.is_file():
         with np.load(path) as data:
-            return data["features"], data["labels"], True
+            features, labels = data["features"], data["labels"]
+        check_features(features, f"cached features {path}")
+        return features, labels, True
     features, labels = extract_features(encoder, dataset, desc=f"features {split_name}", **kwargs)
     buffer = io.BytesIO()
     np.savez(buffer, features=features, labels=labels)

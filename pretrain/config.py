@@ -30,7 +30,7 @@ from sslt_core.errors import ConfigError
 @dataclass
 class TrainConfig:
     data: str = ""  # ImageFolder root with train/ (and val/ for the kNN monitor), or a datasets root
-    image_size: Annotated[int, Range(min=32)] = 224  # crop size of the large views
+    image_size: Annotated[int, Range(min=32, max=1024)] = 224  # crop size of the large views
     epochs: PositiveInt = 100
     batch_size: PositiveInt = 256  # global, over all processes
     optimizer: Literal["sgd", "lars", "larc"] = "sgd"  # lars: BN and bias excluded; larc (apex): every parameter
@@ -87,6 +87,9 @@ def load_config(path=None, overrides=(), data=None):
             raise unknown_key(key, ("method", "train", "model"), "(top level)")
     pairs = [parse_override(item) for item in overrides]
     method = next((v for k, v in pairs if k == "method"), raw.get("method"))
+    if method is None:
+        raise ConfigError(f"no method: pass --config configs/pretrain/<method>_r50.yaml, or set method: (one of "
+                          f"{', '.join(METHODS)}) in the config or as the override method=NAME")
     if not isinstance(method, str) or method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     run = RunConfig(method=method, train=build(TrainConfig, raw.get("train"), "train"),

@@ -193,6 +193,11 @@ def _say(output_dir, message):
         file.write(message + "\n")
 
 
+# What a resumed run may change: where the data lives and how the run is watched, never the recipe.
+RESUMABLE_CHANGES = ("data", "workers", "knn_every", "knn_k", "knn_temperature", "checkpoint_every", "max_steps",
+                     "log_every")
+
+
 def _load_checkpoint(path, run, method, optimizer, world):
     """Restore model, optimizer, this rank's state and RNG; return (step, partial-epoch monitors).
     The checkpoint is read weights-only: a file planted in the output folder cannot run code."""
@@ -207,9 +212,10 @@ def _load_checkpoint(path, run, method, optimizer, world):
         found = recorded.get("method") if isinstance(recorded, dict) else "an unknown"
         raise CheckpointError(f"{path} is {found} checkpoint; this run is {run.method}: choose another --output-dir")
     current = run.to_dict()
-    changed = [f"model.{k}" for k in current["model"] if recorded["model"].get(k) != current["model"][k]]
-    changed += [f"train.{k}" for k in ("batch_size", "seed", "image_size") if recorded["train"].get(k) != current[
-        "train"][k]]
+    was = {part: recorded.get(part) if isinstance(recorded.get(part), dict) else {} for part in ("model", "train")}
+    changed = [f"model.{k}" for k in current["model"] if was["model"].get(k) != current["model"][k]]
+    changed += [f"train.{k}" for k in current["train"]
+                if k not in RESUMABLE_CHANGES and was["train"].get(k) != current["train"][k]]
     if changed:
         raise CheckpointError(f"{path} was written with other {', '.join(changed)}; resume with the config that wrote "
                               "it (its config.yaml), or choose another --output-dir")
@@ -232,6 +238,7 @@ def _load_checkpoint(path, run, method, optimizer, world):
 
 def train(run, output_dir, resume=False, progress=True):
     """Pretrain `run` (a RunConfig) into `output_dir`, which it locks; return the last epoch's metrics."""
+    dataset_path("imagenet", run.train.data)  # a wrong data root fails before the output folder is touched
     device, local_rank = setup_distributed()
     lock, refusal = None, None
     if distributed.rank() == 0:  # the output folder is rank 0's: the other ranks learn whether it got it
@@ -293,6 +300,9 @@ def _train(run, output_dir, resume, progress, device, local_rank):
     step, partial_epoch = 0, ([], [])
     if resume and checkpoint_path.exists():
         step, partial_epoch = _load_checkpoint(checkpoint_path, run, method, optimizer, world)
+        notes.append(f"resumed from {checkpoint_path} at step {step}")
+    elif resume:
+        notes.append(f"--resume: no {checkpoint_path} yet, starting from step 0")
     if is_main:  # written once the checkpoint (if any) is known to fit
         write_bytes_atomic(output_dir / "config.yaml", yaml.safe_dump(run.to_dict(), sort_keys=False).encode())
         for note in notes:

@@ -136,15 +136,19 @@ def _extract(spec, container, prefix, state_dict):
             dropped[_group(key, prefix)] += 1
             continue
         kept[name] = value
-    check_finite(kept)
+    check_finite({k: v for k, v in kept.items() if not k.startswith("fc.")})  # fc is replaced downstream
     return EncoderWeights(spec.name, container, prefix, kept, dropped)
 
 
 def check_finite(state_dict):
-    """Raise CheckpointError naming the first floating-point tensor with a NaN, an inf or |value| > MAX_ABS_WEIGHT."""
+    """Raise CheckpointError naming the first floating-point tensor with a NaN, an inf or |value| > MAX_ABS_WEIGHT,
+    or BN statistics with a negative variance (which turn every feature into NaN)."""
     for name, value in state_dict.items():
         if not torch.is_tensor(value) or not value.is_floating_point() or value.numel() == 0:
             continue
+        if name.endswith("running_var") and bool((value < 0).any()):
+            raise CheckpointError(f"tensor {name} holds {int((value < 0).sum())} negative variances of "
+                                  f"{value.numel()}: the file is corrupt; download or export it again")
         bad = ~torch.isfinite(value)
         if bad.any():
             raise CheckpointError(f"tensor {name} holds {int(bad.sum())} NaN or infinite values of {value.numel()}: "

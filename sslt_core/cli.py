@@ -12,6 +12,7 @@ that turns the toolkit's errors into `error: <one line>` and a non-zero exit.
 """
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -51,6 +52,11 @@ def positive_float(text):
     return _number(text, float, lambda v: v > 0, "a positive number")
 
 
+def crop_size(text):
+    """An evaluation crop in pixels: 32 (CIFAR) to 1024."""
+    return _number(text, int, lambda v: 32 <= v <= 1024, "an integer from 32 to 1024")
+
+
 def add_cluster_arguments(parser):
     """--launcher and the resources of a SLURM (or submitit-local) job, for the tools that can submit one."""
     group = parser.add_argument_group("cluster (--launcher slurm | submitit-local)")
@@ -80,18 +86,24 @@ def one_line(error):
 
 
 def writable_file(path):
-    """Check up front that `path` can be written (its folder is created if missing), so that a long computation
-    is not thrown away at the end; return it as a Path."""
+    """Check up front that `path` can be written, so that a long computation is not thrown away at the end; return
+    it as a Path. Missing folders are not created here (an input error found later must leave nothing behind):
+    the nearest existing one must be a folder this process can write into."""
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{path} is a folder; give a file name for the output")
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"cannot write {path}: {existing} is a file, not a folder; choose another output path")
+    probe = existing / f".{path.name}.probe-{os.getpid()}"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        probe = path.parent / f".{path.name}.probe"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as error:
-        raise OutputError(f"cannot write {path} ({error.strerror}); choose a folder you can write to") from None
+        raise OutputError(f"cannot write {path} ({error.strerror} in {existing}); choose a folder you can write "
+                          "to") from None
     return path
 
 

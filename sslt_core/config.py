@@ -88,6 +88,9 @@ def check_value(value, hint, where):
                 return check_value(value, option, where)
             except ConfigError as error:
                 errors.append(str(error))
+        sections = [e for o, e in zip(options, errors) if dataclasses.is_dataclass(o)]
+        if isinstance(value, dict) and len(sections) == 1:  # a mapping given for a section: that section's error
+            raise ConfigError(sections[0])
         raise ConfigError(errors[0] if len(errors) == 1 else f"{where} must be one of the types "
                           f"{', '.join(_kind(o) for o in options)}, got {value!r}")
     if hint is typing.Any:
@@ -190,6 +193,24 @@ def parse_override(item):
         raise ConfigError(f"override {item!r}: the value is not valid YAML ({str(error).splitlines()[0]})") from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load's loader, refusing a key given twice in one mapping (YAML would keep the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def safe_load_unique(text):
+    """yaml.safe_load that refuses duplicate keys."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def read_yaml(path):
     """The mapping in YAML file `path`, with one-line errors for a missing file, a folder or bad YAML."""
     path = Path(path)
@@ -198,14 +219,14 @@ def read_yaml(path):
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; check the path")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = safe_load_unique(path.read_text())
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"config {path} is not valid YAML{where} ({getattr(error, 'problem', None) or error}); "
                           "fix the file") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"config {path} cannot be read ({error})") from None
+        raise ConfigError(f"config {path} cannot be read ({error}); give a UTF-8 YAML file") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

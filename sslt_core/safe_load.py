@@ -12,8 +12,11 @@ Anything else is refused with one line naming the type found and `--trust-checkp
 user trusts (then Python's pickle runs in full).
 """
 import json
+import os
 import pickle
 import re
+import stat
+import warnings
 import zipfile
 from argparse import Namespace
 from pathlib import Path
@@ -70,15 +73,26 @@ def load_plain_pickle(path):
         return _RestrictedUnpickler(file, path).load()
 
 
-def _check_file(path):
-    if path.is_dir():
-        raise CheckpointError(f"{path} is a folder, not a checkpoint file; give the path of a .pth, .pth.tar, .ckpt, "
-                              ".pkl or .safetensors file")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such file; give the path of a checkpoint (.pth, .pth.tar, .ckpt, .pkl, "
-                              ".safetensors)")
-    if path.stat().st_size == 0:
+def check_checkpoint_file(path):
+    """Raise CheckpointError unless `path` is a non-empty regular file this process can read."""
+    path = Path(path)
+    kinds = ".pth, .pth.tar, .ckpt, .pkl or .safetensors"
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        what = "a broken symlink" if path.is_symlink() else "no such file"
+        raise CheckpointError(f"{path}: {what}; give the path of a checkpoint ({kinds})") from None
+    except OSError as error:  # a symlink loop, a name too long
+        raise CheckpointError(f"{path}: {error.strerror}; give the path of a checkpoint ({kinds})") from None
+    if stat.S_ISDIR(status.st_mode):
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file; give the path of a {kinds} file")
+    if not stat.S_ISREG(status.st_mode):
+        raise CheckpointError(f"{path} is not a regular file (a device, a pipe or a socket); give the path of a "
+                              f"{kinds} file")
+    if status.st_size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes); the download or the save did not complete")
+    if not os.access(path, os.R_OK):
+        raise CheckpointError(f"{path}: permission denied; make the file readable by this user")
 
 
 def _load_pickle(path, trust):
@@ -108,7 +122,8 @@ def _load_torch(path, trust):
             raise CheckpointError(f"{path} is not a PyTorch checkpoint ({type(error).__name__}: "
                                   f"{_first_line(error)})") from None
     try:
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
+        with torch.serialization.safe_globals(SAFE_GLOBALS), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch's note on a plain pickle: refused below instead
             return torch.load(path, map_location="cpu", weights_only=True)
     except MemoryError:
         raise
@@ -150,7 +165,7 @@ def load_file(path, trust=False):
     .safetensors: tensors (and our export's metadata); .pkl: pickle as detectron2 reads it (numpy arrays and
     builtins only); anything else (.pth, .pth.tar, .pt, .ckpt, ...): torch.load with weights_only."""
     path = Path(path)
-    _check_file(path)
+    check_checkpoint_file(path)
     if path.suffix == ".safetensors":
         return _load_safetensors(path)
     if path.suffix == ".pkl":

@@ -17,11 +17,12 @@
       pretrain: {nodes: 4, gpus_per_node: 8, time: 4320, partition: learnfair}
 """
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 from eval.results import DetectionKey
+from sslt_core.checkpoints import SOURCE_NAMES
 from sslt_core.cluster import Resources
-from sslt_core.config import Name, NonNegativeInt, PositiveFloat, PositiveInt, build, read_yaml
+from sslt_core.config import Name, NonNegativeInt, PositiveFloat, PositiveInt, Range, build, read_yaml
 from sslt_core.errors import ConfigError
 
 StageKind = Literal["pretrain", "convert", "knn", "linear", "detection"]
@@ -37,7 +38,7 @@ class PretrainEntry:
 class ExternalEntry:
     path: str
     trust: bool = False  # allow a full unpickle of this file (it can run code)
-    source: str = "auto"  # the layout, as tools/convert_to_d2.py --source
+    source: Literal[("auto", *SOURCE_NAMES)] = "auto"  # the layout, as tools/convert_to_d2.py --source
 
 
 @dataclass
@@ -71,7 +72,7 @@ class DemoData:
 class PipelineConfig:
     data_root: str
     demo_data: DemoData | None = None
-    image_size: PositiveInt = 224
+    image_size: Annotated[int, Range(min=32, max=1024)] = 224  # crop size of kNN and linear probe
     eval_workers: NonNegativeInt = 0
     methods: dict[Name, PretrainEntry] = field(default_factory=dict)
     random_baseline: bool = True
@@ -105,6 +106,9 @@ def load_pipeline_config(path):
     config = build(PipelineConfig, read_yaml(path), "pipeline")
     config.external = {k: ExternalEntry(v) if isinstance(v, str) else v for k, v in config.external.items()}
     names = list(config.methods) + list(config.external) + ([RANDOM_BASELINE] if config.random_baseline else [])
+    if not names:
+        raise ConfigError(f"pipeline {path}: nothing to run; list models under methods: or external:, or set "
+                          "random_baseline: true")
     folders = [folder_name(n) for n in names]
     twice = sorted({n for n, f in zip(names, folders) if folders.count(f) > 1})
     if twice:

@@ -19,8 +19,6 @@ import pickle
 from dataclasses import asdict
 from pathlib import Path
 
-from detectron2.engine import launch
-
 from eval.features import build_encoder, split_features
 from eval.knn import accuracy, knn_classify
 from eval.linear import PROTOCOLS, adapted, linear_probe, train_transform
@@ -32,8 +30,8 @@ from pretrain.train import train
 from sslt_core import cluster
 from sslt_core.atomic import write_bytes_atomic, write_json_atomic
 from sslt_core.checkpoints import read_encoder
-from sslt_core.datasets import image_folder
-from sslt_core.errors import ConfigError
+from sslt_core.datasets import dataset_path, image_folder
+from sslt_core.errors import CheckpointError, ConfigError
 from sslt_core.fingerprint import file_digest, tree_fingerprint
 from sslt_core.lock import OutputLock
 from sslt_demo.writer import make_demo_data
@@ -41,6 +39,7 @@ from sslt_pipeline.config import DEFAULT_RESOURCES, RANDOM_BASELINE, folder_name
 from sslt_pipeline.report import write_report
 from sslt_pipeline.stages import Stage, StageJob, run_stages
 from transfer.convert import detectron2_checkpoint, to_detectron2
+from transfer.detection import register_detection_sets
 from transfer.finetune import build_config, config_chain, run_trials
 
 
@@ -136,6 +135,8 @@ def _detection(config, entry, convert_id, num_gpus=0):
     def run(folder, inputs):
         weights = inputs[convert_id]["pkl"] if convert_id else "random"
         if num_gpus > 1:  # in a job of one task: detectron2 starts one process per GPU
+            from detectron2.engine import launch  # after transfer/, which quiets detectron2's import-time warnings
+
             launch(_detection_trials, num_gpus, args=(entry, weights, folder, config.data_root))
             summary = json.loads((folder / "metrics.json").read_text())
         else:
@@ -158,10 +159,22 @@ def build_models(config):
     if config.random_baseline:
         models.append(Model(RANDOM_BASELINE, traits={"epochs": 0}))  # no pretraining
     for name, entry in config.external.items():
-        if not Path(entry.path).is_file():
-            raise ConfigError(f"pipeline: external '{name}': no file {entry.path}")
+        try:  # read now (without running code, finite weights, a known layout): a bad file fails before any work
+            read_encoder(entry.path, entry.source, trust=entry.trust)
+        except CheckpointError as error:
+            raise ConfigError(f"pipeline: external '{name}': {error}") from None
         models.append(Model(name, external=entry))
     return models, stages
+
+
+def check_data(config):
+    """The datasets the stages read, checked against their layouts before any work."""
+    dataset_path("imagenet", config.data_root)
+    names = set()
+    for entry in config.detection.values():
+        cfg, _ = build_config(entry.config, [str(o) for o in entry.opts], "", Path("unused"), 0, 1)
+        names.update(cfg.DATASETS.TRAIN + cfg.DATASETS.TEST)
+    register_detection_sets(tuple(sorted(names)), config.data_root)
 
 
 def build_stages(config, detection_gpus=0):
@@ -237,11 +250,14 @@ def run_pipeline(config_path, output_dir, log=print, launcher="local", max_paral
     jobs = launcher != "local"
     stages, models = build_stages(config, detection_gpus=config.resources.get(
         "detection", DEFAULT_RESOURCES["detection"]).gpus_per_node if jobs else 0)
+    if not config.demo_data:
+        check_data(config)
     with OutputLock(output_dir) as lock:
         if lock.note():
             log(lock.note())
         if config.demo_data:
             make_demo_data(config.data_root, seed=config.demo_data.seed, size_name=config.demo_data.size)
+            check_data(config)
         data = tree_fingerprint(config.data_root)  # the data at data_root, as it is now: a change re-runs
         for stage in stages:
             stage.spec["data"] = data
@@ -253,7 +269,10 @@ def run_pipeline(config_path, output_dir, log=print, launcher="local", max_paral
         for fmt, suffix in (("md", "md"), ("csv", "csv"), ("latex", "tex"), ("json", "json")):
             write_bytes_atomic(output_dir / f"tables.{suffix}", make_tables(results, fmt).encode())
         write_report(output_dir, config, models, entries, results)
-    failed = [stage_id for stage_id, entry in entries.items() if entry["status"] != "done"]
+    failed = [stage_id for stage_id, entry in entries.items() if entry["status"] == "failed"]
+    skipped = [stage_id for stage_id, entry in entries.items() if entry["status"] == "skipped"]
     if failed:
-        log(f"{len(failed)} stage(s) failed: {', '.join(failed)}; see {output_dir / 'report.md'}")
-    return 1 if failed else 0
+        log(f"{len(failed)} stage(s) failed: {', '.join(failed)}"
+            + (f"; {len(skipped)} skipped as they need those: {', '.join(skipped)}" if skipped else "")
+            + f"; see {output_dir / 'report.md'}")
+    return 1 if failed or skipped else 0

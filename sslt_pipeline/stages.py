@@ -2,10 +2,10 @@
 
 A stage has an id, a spec (everything its result depends on, by content: config texts, overrides, checkpoint
 hashes, the hashes of the stages it reads) and a function that writes into the stage's own folder. The manifest
-records each stage's spec hash and status. A stage whose hash is recorded as done is skipped; one whose spec
+records each stage's spec hash and status. A stage whose hash is recorded as done is not run again; one whose spec
 changed is cleared and re-run, and so is everything downstream (their specs hold its hash); one that was
 interrupted runs again in its folder, where its own resume logic picks up. A stage that fails is recorded with
-its reason, the stages that need it are marked failed too, and the others go on.
+its reason, the stages that need it are recorded as skipped (with that reason), and the others go on.
 
 Two ways to run them:
 - in this process, one after another (`launch=None`);
@@ -106,11 +106,13 @@ def run_stages(stages, output_dir, log=print, launch=None, max_parallel=1, poll_
 
 
 def _settled(stage, manifest, done, log):
-    """The stage's entry if nothing needs running (done and unchanged, or a need failed), else None."""
+    """The stage's entry if nothing needs running (done and unchanged, or skipped: a need did not finish), else
+    None."""
     entry = manifest.entries.get(stage.id, {})
-    failed_needs = [k for k in stage.needs if done[k]["status"] != "done"]
-    if failed_needs:
-        return {"status": "failed", "reason": f"needs {failed_needs[0]}, which failed", "hash": stage.hash}
+    unmet = [k for k in stage.needs if done[k]["status"] != "done"]
+    if unmet:  # not run: what it reads failed (or was itself skipped)
+        why = "failed" if done[unmet[0]]["status"] == "failed" else "was skipped"
+        return {"status": "skipped", "reason": f"needs {unmet[0]}, which {why}", "hash": stage.hash}
     if entry.get("hash") == stage.hash and entry.get("status") == "done":
         log(f"[skip] {stage.id}: done, unchanged")
         return entry

@@ -17,7 +17,7 @@ from sslt_core.atomic import atomic_path
 from sslt_core.checkpoints import SOURCE_NAMES, read_encoder
 from sslt_core.cli import ToolParser, run, writable_file
 from sslt_core.errors import CheckpointError
-from sslt_core.safe_load import TRUST_FLAG
+from sslt_core.safe_load import TRUST_FLAG, check_checkpoint_file
 from transfer.convert import detectron2_checkpoint, to_detectron2
 
 TOLERANCE = 1e-4
@@ -42,6 +42,7 @@ def main(argv=None):
     parser.add_argument(TRUST_FLAG, action="store_true", help="the checkpoint is trusted: allow a full unpickle "
                                                                "(it can run code)")
     args = parser.parse_args(argv)
+    check_checkpoint_file(args.checkpoint)
     output = args.output or default_output(args.checkpoint)
     if output.suffix != ".pkl":
         parser.error(f"output {output} must end in .pkl, which is how detectron2 recognises its own format")

@@ -10,7 +10,7 @@ without running code from them; --trust-checkpoint allows a full unpickle of a f
 from eval.features import ARCHS, build_encoder, split_features
 from eval.knn import accuracy, knn_classify
 from sslt_core.atomic import write_json_atomic
-from sslt_core.cli import ToolParser, non_negative_int, positive_float, positive_int, run, writable_file
+from sslt_core.cli import ToolParser, crop_size, non_negative_int, positive_float, positive_int, run, writable_file
 from sslt_core.safe_load import TRUST_FLAG
 
 
@@ -23,7 +23,7 @@ def main(argv=None):
     parser.add_argument("--k", type=positive_int, nargs="+", default=[10, 20, 100, 200], help="neighbour counts")
     parser.add_argument("--temperature", type=positive_float, default=0.07, help="T in the vote weight exp(s/T)")
     parser.add_argument("--backend", choices=("faiss", "torch"), default="faiss")
-    parser.add_argument("--image-size", type=positive_int, default=224,
+    parser.add_argument("--image-size", type=crop_size, default=224,
                         help="center-crop size (resize to size/0.875)")
     parser.add_argument("--arch", choices=ARCHS, default="resnet50", help="architecture for --weights random")
     parser.add_argument("--batch-size", type=positive_int, default=256)
@@ -43,8 +43,12 @@ def main(argv=None):
                "temperature": args.temperature, "train_size": len(train_y), "test_size": len(test_y),
                "classes": len(classes), "features": "reused from cache" if all(reused.values()) else "extracted",
                "knn": {str(k): accuracy(r, test_y) for k, r in rankings.items()}}
+    beyond = [k for k in args.k if k > len(train_y)]
+    if beyond:  # knn_classify votes with the whole bank then: said, and recorded with the results
+        results["note"] = f"k {beyond} exceed the {len(train_y)} training images: those votes use the whole bank"
     for k, acc in results["knn"].items():
-        print(f"kNN k={k:>4} T={args.temperature}: top-1 {acc['top1']:.2f}  top-5 {acc['top5']:.2f}")
+        whole = f" (whole bank of {len(train_y)})" if int(k) > len(train_y) else ""
+        print(f"kNN k={k:>4} T={args.temperature}: top-1 {acc['top1']:.2f}  top-5 {acc['top5']:.2f}{whole}")
     if output:
         write_json_atomic(output, results)
 

@@ -14,7 +14,7 @@ from dataclasses import asdict
 from eval.features import ARCHS, build_encoder, split_features
 from eval.linear import PROTOCOLS, adapted, linear_probe, train_transform
 from sslt_core.atomic import write_json_atomic
-from sslt_core.cli import ToolParser, non_negative_int, positive_int, run, writable_file
+from sslt_core.cli import ToolParser, crop_size, non_negative_int, positive_int, run, writable_file
 from sslt_core.datasets import image_folder
 from sslt_core.safe_load import TRUST_FLAG
 
@@ -28,7 +28,7 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=positive_int,
                         help="default: the protocol's; the lr scales linearly with it")
     parser.add_argument("--epochs", type=positive_int, help="default: the protocol's; lr milestones scale with it")
-    parser.add_argument("--image-size", type=positive_int, default=224, help="crop size")
+    parser.add_argument("--image-size", type=crop_size, default=224, help="crop size")
     parser.add_argument("--arch", choices=ARCHS, default="resnet50", help="architecture for --weights random")
     parser.add_argument("--workers", type=non_negative_int, default=4)
     parser.add_argument("--seed", type=non_negative_int, default=0)

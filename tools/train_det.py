@@ -17,8 +17,6 @@ reported with its log (with --wait) and is run again, alone, by the same command
 import json
 from pathlib import Path
 
-from detectron2.engine import launch
-
 from sslt_core import cluster
 from sslt_core.cli import ToolParser, add_cluster_arguments, non_negative_int, positive_int, run
 from sslt_core.errors import ClusterError
@@ -103,6 +101,8 @@ def main(argv=None):
         return submit(args)
     check_run(args.config, args.weights, args.output_dir, args.trials, args.seed, args.opts, args.resume,
               args.trust_checkpoint, args.data_root, world_size=args.num_gpus * args.num_machines)
+    from detectron2.engine import launch  # after transfer/, which quiets detectron2's import-time warnings
+
     if args.machine_rank:  # the first machine holds the lock of the shared output folder
         return launch(worker, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
                       dist_url=args.dist_url, args=(args,))

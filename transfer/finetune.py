@@ -27,6 +27,7 @@ from detectron2.utils.logger import setup_logger
 
 from sslt_core.atomic import write_bytes_atomic, write_json_atomic
 from sslt_core.checkpoints import check_finite, is_detectron2_checkpoint
+from sslt_core.config import read_yaml
 from sslt_core.errors import CheckpointError, ConfigError, OutputError
 from sslt_core.fingerprint import file_digest
 from sslt_core.lock import LOCK_NAME, OutputLock
@@ -48,10 +49,12 @@ def config_chain(config_file):
         if path.resolve() in [p.resolve() for p in chain]:
             raise ConfigError(f"config {config_file}: its _BASE_ chain loops back to {path}")
         chain.append(path)
-        try:
-            base = (yaml.safe_load(path.read_text()) or {}).get("_BASE_")
-        except (yaml.YAMLError, AttributeError) as error:
-            raise ConfigError(f"config {path} is not a valid detectron2 YAML ({str(error).splitlines()[0]})") from None
+        content = read_yaml(path)  # one-line errors for bad YAML, bad bytes, a list, a key given twice
+        if not content:
+            raise ConfigError(f"config {path} is empty; give a detectron2 YAML, e.g. configs/voc07.yaml")
+        base = content.get("_BASE_")
+        if base is not None and not isinstance(base, str):
+            raise ConfigError(f"config {path}: _BASE_ must be a file name, got {base!r}")
         if not base:
             return chain
         path = path.parent / base
@@ -103,6 +106,50 @@ def _flat_keys(node, prefix=""):
             yield prefix + key
 
 
+# Values detectron2 would only fail on (or silently misuse) once training runs: (key, test, what it must be).
+_VALUE_RULES = (
+    ("SOLVER.BASE_LR", lambda v: v > 0, "> 0"),
+    ("SOLVER.IMS_PER_BATCH", lambda v: v >= 1, ">= 1"),
+    ("SOLVER.MAX_ITER", lambda v: v >= 1, ">= 1"),
+    ("SOLVER.WEIGHT_DECAY", lambda v: v >= 0, ">= 0"),
+    ("SOLVER.MOMENTUM", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("SOLVER.GAMMA", lambda v: v > 0, "> 0"),
+    ("SOLVER.WARMUP_ITERS", lambda v: v >= 0, ">= 0"),
+    ("SOLVER.WARMUP_FACTOR", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("SOLVER.CHECKPOINT_PERIOD", lambda v: v >= 1, ">= 1"),
+    ("SOLVER.STEPS", lambda v: all(s >= 0 for s in v), "a list of iterations >= 0"),
+    ("MODEL.ROI_HEADS.NUM_CLASSES", lambda v: v >= 1, ">= 1"),
+    ("MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", lambda v: v >= 1, ">= 1"),
+    ("MODEL.RPN.BATCH_SIZE_PER_IMAGE", lambda v: v >= 1, ">= 1"),
+    ("DATALOADER.NUM_WORKERS", lambda v: v >= 0, ">= 0"),
+    ("TEST.EVAL_PERIOD", lambda v: v >= 0, ">= 0"),
+    ("INPUT.MAX_SIZE_TRAIN", lambda v: v >= 1, ">= 1"),
+    ("INPUT.MAX_SIZE_TEST", lambda v: v >= 1, ">= 1"),
+)
+
+
+def _numbers(node, prefix=""):
+    for key, value in node.items():
+        if isinstance(value, dict):
+            yield from _numbers(value, f"{prefix}{key}.")
+        elif isinstance(value, float) or isinstance(value, (list, tuple)) and any(isinstance(v, float) for v in value):
+            yield prefix + key, value
+
+
+def check_values(cfg):
+    """Raise ConfigError on a NaN or infinite number anywhere in `cfg`, or a value out of the range of _VALUE_RULES."""
+    for key, value in _numbers(cfg):
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if not all(math.isfinite(v) for v in values if isinstance(v, float)):
+            raise ConfigError(f"{key} must be a finite number, got {value}")
+    for key, test, meaning in _VALUE_RULES:
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        if not test(node):
+            raise ConfigError(f"{key} must be {meaning}, got {node}")
+
+
 def build_config(config_file, opts, weights, output_dir, seed, world_size):
     """The detectron2 config of one trial. Returns (cfg, notes): what was adjusted, to be said."""
     config_chain(config_file)  # a missing file or base is named as such
@@ -115,12 +162,16 @@ def build_config(config_file, opts, weights, output_dir, seed, world_size):
         cfg.merge_from_list(list(opts))
     except (KeyError, AssertionError, ValueError, TypeError, SyntaxError, yaml.YAMLError) as error:
         message = str(error).strip("'\"").splitlines()[0] if str(error) else type(error).__name__
-        close = difflib.get_close_matches(message.rsplit(" ", 1)[-1], _flat_keys(get_cfg()), n=1)
-        hint = f"did you mean {close[0]}?" if close else "see detectron2's config reference for valid keys"
+        word = message.rsplit(" ", 1)[-1]
+        close = difflib.get_close_matches(word, _flat_keys(get_cfg()), n=1)
+        if close and close[0] == word:  # a known key with a value of the wrong type
+            hint = f"give {word} a value of the type its default has"
+        else:
+            hint = f"did you mean {close[0]}?" if close else "see detectron2's config reference for valid keys"
         raise ConfigError(f"config {config_file} {' '.join(map(str, opts))}: {message}; {hint}") from None
-    for key, value in (("SOLVER.IMS_PER_BATCH", cfg.SOLVER.IMS_PER_BATCH), ("SOLVER.MAX_ITER", cfg.SOLVER.MAX_ITER)):
-        if value < 1:
-            raise ConfigError(f"{key} must be >= 1, got {value}")
+    check_values(cfg)
+    if not 0 <= seed < 2**31:  # detectron2 seeds numpy, which takes 32 bits, with seed + rank
+        raise ConfigError(f"--seed must be in [0, 2**31), got {seed}")
     if cfg.SOLVER.IMS_PER_BATCH % world_size:
         raise ConfigError(f"SOLVER.IMS_PER_BATCH {cfg.SOLVER.IMS_PER_BATCH} must divide among {world_size} processes")
     if batch != cfg.SOLVER.IMS_PER_BATCH and "SOLVER.BASE_LR" not in list(opts)[::2]:

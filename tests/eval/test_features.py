@@ -7,7 +7,7 @@ import torch
 import torchvision
 
 from eval.features import build_encoder, eval_transform, split_features
-from sslt_core.errors import DatasetError
+from sslt_core.errors import CheckpointError, DatasetError
 from tests.conftest import run_tool
 from tests.sslt_core.layouts import make_layout, random_resnet
 
@@ -89,3 +89,12 @@ def test_the_knn_and_linear_tools_run_end_to_end(moco_checkpoint, demo_root, tmp
                       "--cached", "--epochs", "3", "--batch-size", "32", "--workers", "0", "--cache-dir", tmp_path)
     assert linear.returncode == 0, linear.stderr
     assert "linear probe (moco protocol, cached center-crop features (fast)): top-1" in linear.stdout
+
+
+def test_an_encoder_that_gives_nan_features_is_refused_not_scored(demo_root, tmp_path):
+    encoder, description = build_encoder("random", "resnet18")
+    with torch.no_grad():
+        encoder.layer4[1].bn2.running_var[0] = -1.0  # sqrt of a negative variance: NaN in one feature channel
+    with pytest.raises(CheckpointError, match=r"NaN or infinite features for \d+ of \d+ images"):
+        split_features(encoder, description, "random", demo_root, 32, tmp_path / "cache")
+    assert not any((tmp_path / "cache").glob("*.npz"))  # nothing cached that a later run would reuse

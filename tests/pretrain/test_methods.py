@@ -9,6 +9,7 @@ from safetensors import safe_open
 
 from pretrain.methods import METHODS
 from pretrain.train import TrainingDiverged, train
+from sslt_core.errors import CheckpointError
 from tests.conftest import run_tool
 from tests.pretrain.tiny import tiny_config
 
@@ -49,6 +50,20 @@ def test_resuming_after_an_interruption_reproduces_the_losses_exactly(method, de
     assert len(step_losses(tmp_path / "straight")) == 15
     # every step's loss and every epoch's monitors, to the last digit
     assert (tmp_path / "resumed" / "metrics.jsonl").read_text() == (tmp_path / "straight" / "metrics.jsonl").read_text()
+
+
+def test_a_resume_refuses_another_recipe_and_accepts_run_control_changes(demo_root, tmp_path):
+    train(tiny_run("simsiam", demo_root, extra=["train.max_steps=2"]), tmp_path, progress=False)
+    written = (tmp_path / "config.yaml").read_text()
+    for change in ("train.base_lr=0.1", "train.epochs=4", "train.weight_decay=0", "model.predictor=none"):
+        with pytest.raises(CheckpointError, match=f"written with other {change.split('=')[0]};"):
+            train(tiny_run("simsiam", demo_root, extra=["train.max_steps=3", change]), tmp_path, resume=True,
+                  progress=False)
+        assert (tmp_path / "config.yaml").read_text() == written  # the record still says what was trained
+    train(tiny_run("simsiam", demo_root, extra=["train.max_steps=3", "train.checkpoint_every=5", "train.knn_every=2"]),
+          tmp_path, resume=True, progress=False)
+    assert [s for s, _ in step_losses(tmp_path)][-1] == 3
+    assert "resumed from" in (tmp_path / "log.txt").read_text()
 
 
 def test_a_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(demo_root, tmp_path, monkeypatch):

@@ -63,7 +63,7 @@ def test_a_failed_job_marks_what_needs_it_and_the_others_go_on(tmp_path):
                          max_parallel=2, poll_seconds=0.2)
     assert entries["a/pretrain"]["status"] == "failed" and "pretrain broke on purpose" in \
         entries["a/pretrain"]["reason"] and "log: " in entries["a/pretrain"]["reason"]
-    assert entries["a/knn"] == {"status": "failed", "reason": "needs a/pretrain, which failed",
+    assert entries["a/knn"] == {"status": "skipped", "reason": "needs a/pretrain, which failed",
                                 "hash": entries["a/knn"]["hash"]}
     assert entries["b/knn"]["status"] == "done"
 

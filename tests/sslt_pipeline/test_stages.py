@@ -66,7 +66,7 @@ def test_a_failure_marks_what_needs_it_and_the_rest_goes_on(tmp_path):
     entries = run_stages(chain(broken), tmp_path, log=lambda m: None)
     assert broken.calls == ["a/pretrain", "b/knn"]
     assert entries["a/pretrain"]["reason"] == "RuntimeError: a/pretrain broke"
-    assert entries["a/knn"] == {"status": "failed", "reason": "needs a/pretrain, which failed",
+    assert entries["a/knn"] == {"status": "skipped", "reason": "needs a/pretrain, which failed",
                                 "hash": entries["a/knn"]["hash"]}
     assert entries["b/knn"]["status"] == "done"
     fixed = Recorder()

@@ -3,6 +3,7 @@ one, the fix), no traceback, and no partial output; or exit 0 with a correct res
 row, so the count shows in the test report. The tools run in this process (their main(argv) through
 sslt_core.cli.run), which keeps the table fast."""
 import json
+import os
 import pickle
 
 import numpy as np
@@ -42,6 +43,15 @@ def files(tmp_path_factory, demo_root):
     nan = random_resnet()
     nan["layer1.0.bn1.weight"][0] = float("nan")
     torch.save(nan, d / "nan.pth")
+    negative_var = random_resnet()
+    negative_var["bn1.running_var"][:] = -1.0  # every feature would be NaN
+    torch.save(negative_var, d / "negvar.pth")
+    (d / "loop.pth").symlink_to(d / "loop.pth")
+    os.mkfifo(d / "fifo.pth")
+    (d / "empty.yaml").write_text("")
+    (d / "binary.yaml").write_bytes(b"\xff\xfe\x00bad")
+    (d / "twice.yaml").write_text(f"_BASE_: {DEMO_VOC}\nSOLVER:\n  BASE_LR: 0.1\n  BASE_LR: 0.2\n")
+    (d / "nanlr.yaml").write_text(f"_BASE_: {DEMO_VOC}\nSOLVER:\n  BASE_LR: .nan\n")
     import torchvision
     torch.save(torchvision.models.resnet18().state_dict(), d / "resnet18.pth")
     torch.save({"weights": {"a": torch.zeros(2)}}, d / "unknown.pth")
@@ -61,7 +71,8 @@ def files(tmp_path_factory, demo_root):
     for name in ("empty.pth", "text.pth", "garbage.pth", "cut.pth", "bytes.pth", "nan.pth", "resnet18.pth",
                  "unknown.pth", "counter.ckpt", "good.pkl", "notdict.pkl", "torchsaved.pkl", "garbage.pkl",
                  "bad.yaml", "list.yaml", "badbase.yaml", "results_bad.json", "results_broken.json",
-                 "results_key.json", "a_file"):
+                 "results_key.json", "a_file", "negvar.pth", "loop.pth", "fifo.pth", "empty.yaml", "binary.yaml",
+                 "twice.yaml", "nanlr.yaml"):
         f[name] = d / name
     # A dataset with a corrupt JPEG (for workers) and one with a 16-bit PNG, both copies of the small demo data.
     import shutil
@@ -131,6 +142,12 @@ CASES = {
     "convert/bad-source": (["convert_to_d2", "{moco.pth}", "--source", "mocov9"], "invalid choice"),
     "convert/wrong-source": (["convert_to_d2", "{moco.pth}", "-o", "{out}/x.pkl", "--source", "swav"],
                              "no ResNet encoder matching --source swav"),
+    "convert/negative-variance": (["convert_to_d2", "{negvar.pth}", "-o", "{out}/x.pkl"], "negative variances"),
+    "convert/symlink-loop": (["convert_to_d2", "{loop.pth}", "-o", "{out}/x.pkl"], "Too many levels of symbolic"),
+    "convert/fifo": (["convert_to_d2", "{fifo.pth}", "-o", "{out}/x.pkl"], "not a regular file"),
+    "convert/device": (["convert_to_d2", "/dev/zero", "-o", "{out}/x.pkl"], "not a regular file"),
+    "convert/bad-input-makes-no-output-folders": (["convert_to_d2", "{out}/none.pth", "-o", "{out}/new/sub/x.pkl"],
+                                                  "no such file"),
     "convert/good": (["convert_to_d2", "{moco.pth}", "-o", "{out}/x.pkl"], None),
     # tools/eval_knn.py
     "knn/k-zero": (knn("--k", "0"), "argument --k: must be a positive integer, got '0'"),
@@ -140,7 +157,9 @@ CASES = {
     "knn/temperature-nan": (knn("--temperature", "nan"), "must be a positive number"),
     "knn/batch-zero": (knn("--batch-size", "0"), "--batch-size: must be a positive integer"),
     "knn/batch-negative": (knn("--batch-size", "-3"), "must be a positive integer"),
-    "knn/image-size-zero": (knn("--image-size", "0"), "--image-size: must be a positive integer"),
+    "knn/image-size-zero": (knn("--image-size", "0"), "--image-size: must be an integer from 32 to 1024"),
+    "knn/image-size-huge": (knn("--image-size", "100000"), "--image-size: must be an integer from 32 to 1024"),
+    "knn/negative-variance": (knn()[:1] + ["--weights", "{negvar.pth}"] + knn()[3:], "negative variances"),
     "knn/workers-negative": (knn("--workers", "-1"), "--workers: must be an integer >= 0"),
     "knn/bad-arch": (knn("--arch", "vgg"), "invalid choice"),
     "knn/malicious": (["eval_knn", "--weights", "{evil.pth}", "--data", "{data}"], "--trust-checkpoint"),
@@ -173,12 +192,23 @@ CASES = {
     "det/machine-rank": (det("--num-machines", "2", "--machine-rank", "2"), "must be below --num-machines"),
     "det/config-missing": (det(config="{out}/none.yaml"), "does not exist"),
     "det/config-folder": (det(config="{dir}"), "is a folder"),
-    "det/config-bad-yaml": (det(config="{bad.yaml}"), "not a valid detectron2 YAML"),
+    "det/config-bad-yaml": (det(config="{bad.yaml}"), "not valid YAML"),
     "det/config-missing-base": (det(config="{badbase.yaml}"), "nowhere.yaml does not exist"),
     "det/config-typo": (det("SOLVER.BASE_LRR", "0.1"), "did you mean SOLVER.BASE_LR"),
     "det/odd-overrides": (det("SOLVER.BASE_LR"), "KEY VALUE pairs"),
     "det/bad-override-value": (det("SOLVER.MAX_ITER", "many"), "many"),
     "det/max-iter-zero": (det("SOLVER.MAX_ITER", "0"), "SOLVER.MAX_ITER must be >= 1"),
+    "det/lr-negative": (det("SOLVER.BASE_LR", "-0.1"), "SOLVER.BASE_LR must be > 0"),
+    "det/lr-nan": (det(config="{nanlr.yaml}"), "SOLVER.BASE_LR must be a finite number"),
+    "det/classes-negative": (det("MODEL.ROI_HEADS.NUM_CLASSES", "-3"), "NUM_CLASSES must be >= 1"),
+    "det/workers-negative": (det("DATALOADER.NUM_WORKERS", "-1"), "NUM_WORKERS must be >= 0"),
+    "det/momentum-one": (det("SOLVER.MOMENTUM", "1.0"), "SOLVER.MOMENTUM must be in [0, 1)"),
+    "det/seed-huge": (det("--seed", "99999999999"), "--seed must be in [0, 2**31)"),
+    "det/wrong-type": (det("SOLVER.MAX_ITER", "ten"), "give SOLVER.MAX_ITER a value of the type"),
+    "det/config-empty": (det(config="{empty.yaml}"), "is empty"),
+    "det/config-a-list": (det(config="{list.yaml}"), "must hold a mapping"),
+    "det/config-not-utf8": (det(config="{binary.yaml}"), "give a UTF-8 YAML file"),
+    "det/config-key-twice": (det(config="{twice.yaml}"), "key 'BASE_LR' appears twice"),
     "det/output-is-a-file": (["train_det", "--config", str(DEMO_VOC), "--weights", "random", "--data-root",
                               "{data}", "--output-dir", "{a_file}"], "is a file"),
     "det/bad-data-root": (["train_det", "--config", str(DEMO_VOC), "--weights", "random", "--data-root",
@@ -196,8 +226,11 @@ CASES = {
     "pretrain/batch-zero": (pretrain("train.batch_size=0"), "train.batch_size must be >= 1"),
     "pretrain/batch-larger-than-data": (pretrain("train.batch_size=4096"), "make no full batch of 4096"),
     "pretrain/bad-override": (pretrain("epochs"), "must look like section.key=value"),
-    "pretrain/bad-data-root": (pretrain()[:5] + ["--data", "{out}/nowhere"] + pretrain()[7:], "pass --data-root"),
-    "pretrain/output-in-a-file": (pretrain()[:7] + ["--output-dir", "{a_file}/pre"] + pretrain()[9:],
+    "pretrain/no-config": (["pretrain_net", "--data", "{data}", "--output-dir", "{out}/pre"],
+                           "no method: pass --config"),
+    "pretrain/image-size-huge": (pretrain("train.image_size=100000"), "train.image_size must be <= 1024"),
+    "pretrain/bad-data-root": (pretrain()[:3] + ["--data", "{out}/nowhere"] + pretrain()[5:], "pass --data-root"),
+    "pretrain/output-in-a-file": (pretrain()[:5] + ["--output-dir", "{a_file}/pre"] + pretrain()[7:],
                                   "cannot create output folder"),
     # tools/run_pipeline.py
     "pipeline/config-missing": (["run_pipeline", "--config", "{out}/none.yaml", "--output-dir", "{out}/p"],
@@ -215,7 +248,17 @@ CASES = {
                              "trials must be >= 1"),
     "pipeline/name-dotdot": (pipeline_config(external={"..": "{moco.pth}"}), "must be a name"),
     "pipeline/name-slash": (pipeline_config(external={"a/b": "{moco.pth}"}), "must be a name"),
-    "pipeline/external-missing": (pipeline_config(external={"gone": "{out}/none.pth"}), "no file"),
+    "pipeline/external-missing": (pipeline_config(external={"gone": "{out}/none.pth"}), "no such file"),
+    "pipeline/external-negative-variance": (pipeline_config(external={"nv": "{negvar.pth}"}), "negative variances"),
+    "pipeline/external-malicious": (pipeline_config(external={"evil": "{evil.pth}"}), "--trust-checkpoint"),
+    "pipeline/external-source": (pipeline_config(external={"m": {"path": "{moco.pth}", "source": "mocov9"}}),
+                                 "must be one of auto, ours"),
+    "pipeline/nothing-to-run": (pipeline_config(random_baseline=False), "nothing to run"),
+    "pipeline/data-root-missing": (pipeline_config(data_root="{out}/nowhere"), "pass --data-root DIR"),
+    "pipeline/image-size-huge": (pipeline_config(image_size=100000), "pipeline.image_size must be <= 1024"),
+    "pipeline/detection-lr-negative": (pipeline_config(detection={"voc07": {"config": str(DEMO_VOC),
+                                                                            "opts": ["SOLVER.BASE_LR", -1.0]}}),
+                                       "SOLVER.BASE_LR must be > 0"),
     "pipeline/name-collides-with-baseline": (pipeline_config(external={"random_init": "{moco.pth}"}),
                                              "share one output folder"),
     "pipeline/pretrain-config-typo": (pipeline_config(methods={"s": {"config": str(SIMSIAM_DEMO),
@@ -262,10 +305,12 @@ def _outputs(out):
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_bad_input_gives_one_line_and_no_partial_output(case, files, tool, tmp_path):
+def test_bad_input_gives_one_line_and_no_partial_output(case, files, tool, tmp_path, monkeypatch):
     command, expected = CASES[case]
-    out = tmp_path / "out"
+    out, cwd = tmp_path / "out", tmp_path / "cwd"
     out.mkdir()
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)  # a default output path (e.g. output/pretrain) would land here
     if isinstance(command, dict):  # a pipeline config
         (out / "pipeline.yaml").write_text(yaml.safe_dump(_fill(command, files, out)))
         command = ["run_pipeline", "--config", str(out / "pipeline.yaml"), "--output-dir", str(out / "p")]
@@ -282,6 +327,7 @@ def test_bad_input_gives_one_line_and_no_partial_output(case, files, tool, tmp_p
     assert expected in lines[-1], lines[-1]
     assert "Traceback" not in stderr, stderr[-2000:]
     assert _outputs(out) == before
+    assert not any(cwd.iterdir())
 
 
 def test_a_locked_output_folder_is_refused_naming_the_owner(files, tool, tmp_path):
