@@ -90,18 +90,20 @@ def test_pipeline_runs_skips_and_reruns_only_what_changed(tmp_path):
 
 @pytest.mark.slow
 def test_a_failing_stage_marks_its_row_and_the_run_goes_on(tmp_path):
-    broken = tmp_path / "broken.pth"
-    broken.write_text("not a checkpoint")
     config = yaml.safe_load(small_config(tmp_path).read_text())
-    config["methods"] = {}
+    config["methods"] = {"broken": {"config": str(REPO / "configs/pretrain/simsiam_demo.yaml"),  # fails as it runs:
+                                    "overrides": ["train.epochs=1", "train.batch_size=4096"]}}  # too few images
     config["detection"] = {}
-    config["external"] = {"broken": str(broken)}
     path = tmp_path / "pipeline.yaml"
     path.write_text(yaml.safe_dump(config))
     result = run(path, tmp_path / "out")
-    assert result.returncode == 1 and "stage(s) failed: broken/knn, broken/linear, broken/convert" in result.stdout
-    tables = (tmp_path / "out" / "tables.md").read_text()
-    assert "| broken | — | — | — | — | — | — | failed | failed |" in tables  # no budget: plain linear / kNN
+    assert result.returncode == 1 and "1 stage(s) failed: broken/pretrain; 3 skipped as they need those: " \
+        "broken/knn, broken/linear, broken/convert" in result.stdout, result.stdout[-2000:]
+    row = next(line for line in (tmp_path / "out" / "tables.md").read_text().splitlines() if line.startswith(
+        "| broken |"))
+    assert row.endswith("| failed | failed |"), row  # no budget: plain linear / kNN
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "| broken/knn | skipped |" in report and "needs broken/pretrain, which failed" in report
     random_init = json.loads((tmp_path / "out" / "results" / "random_init.json").read_text())
     assert random_init["knn"]["top1"] == pytest.approx(knn_by_sklearn(tmp_path / "out" / "random_init" / "features"))
 
