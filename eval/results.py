@@ -15,9 +15,9 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from sslt_core.config import check_value, fields_of
+from sslt_core.config import Range, check_value, fields_of
 from sslt_core.errors import ConfigError, ResultsError
 
 # The transfer tasks of SimSiam's Table 5, as the pipeline's detection keys.
@@ -26,10 +26,13 @@ DETECTION_KEYS = DetectionKey.__args__
 Metrics = dict[str, dict[str, float | None]]  # {task: {metric: value}}, e.g. {"bbox": {"AP50": 77.3}}
 
 
+Percent = Annotated[float, Range(min=0, max=100)]
+
+
 @dataclass
 class Accuracy:
-    top1: float
-    top5: float | None = None
+    top1: Percent
+    top5: Percent | None = None
 
 
 @dataclass
@@ -92,6 +95,9 @@ def load_results(paths):
             data = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ResultsError(f"results file {path} is not valid JSON ({error})") from None
+        except RecursionError:
+            raise ResultsError(f"results file {path} nests too deeply to be a results file; give the JSON that the "
+                               "evaluation wrote") from None
         try:
             results.append(parse_result(data))
         except ResultsError as error:

@@ -45,6 +45,10 @@ class Cell:
         return None if self.mean is None else {"mean": self.mean, "std": self.std}
 
 
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_BOLD = ("\ue000", "\ue001")  # placeholders for \textbf{ and }, put in after escaping
+
 def _mark_best(rows, columns):
     """Bold the best value of each column as shown (one decimal); nothing when every row with a value shares it."""
     for column in columns:
@@ -137,12 +141,14 @@ def render(columns, rows, fmt):
             writer.writerow([_cell_text(row[c]).replace(MISSING, "") for c in columns])
         return buffer.getvalue()
     if fmt == "latex":
-        def latex(text):
-            return text.replace("±", r"$\pm$").replace("✓", r"\checkmark").replace(MISSING, "--").replace("_", r"\_")
+        def latex(text):  # every LaTeX special character escaped: a model name may hold any of them
+            text = "".join(_LATEX_ESCAPES.get(char, char) for char in text)
+            return text.replace("±", r"$\pm$").replace("✓", r"\checkmark").replace(MISSING, "--").replace(
+                _BOLD[0], r"\textbf{").replace(_BOLD[1], "}")
 
         lines = [r"\begin{tabular}{l" + "c" * (len(columns) - 1) + "}", r"\toprule",
                  " & ".join(latex(c) for c in columns) + r" \\", r"\midrule"]
-        lines += [" & ".join(latex(_cell_text(row[c], lambda s: rf"\textbf{{{s}}}")) for c in columns) + r" \\"
+        lines += [" & ".join(latex(_cell_text(row[c], lambda s: f"{_BOLD[0]}{s}{_BOLD[1]}")) for c in columns) + r" \\"
                   for row in rows]
         return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"]) + "\n"
     if fmt == "json":

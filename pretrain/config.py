@@ -43,8 +43,8 @@ class TrainConfig:
     lr_schedule_unit: Literal["step", "epoch"] = "step"  # step: the lr changes every step | epoch: once per epoch
     final_lr: NonNegativeFloat = 0.0  # the cosine schedule's end, scaled by lr_rule like base_lr (SwAV: 0.0048)
     lr_in_momentum: bool = False  # lars/larc: mu <- m mu + lr u; w -= mu (TF's MomentumOptimizer, SimCLR's LARS)
-    workers: NonNegativeInt = 8
-    seed: NonNegativeInt = 0
+    workers: Annotated[int, Range(min=0, max=256)] = 8  # data loading processes per training process
+    seed: Annotated[int, Range(min=0, max=2**31 - 1)] = 0  # numpy takes 32-bit seeds
     sync_bn: bool = False  # SyncBatchNorm across GPUs (SimCLR's global BN, BYOL, SimSiam, SwAV)
     sync_bn_group_size: NonNegativeInt = 0  # processes per SyncBN group; 0: all (SwAV's apex groups: 8)
     knn_every: NonNegativeInt = 1  # epochs between kNN monitors on the val split (0: off)

@@ -34,7 +34,7 @@ from sslt_core.errors import CheckpointError, ConfigError, OutputError, ToolkitE
 from sslt_core.lock import OutputLock
 from sslt_core.optim import LARC, LARS
 from sslt_core.rng import rng_scope
-from sslt_core.safe_load import load_file
+from sslt_core.safe_load import TRUST_FLAG, load_file
 
 
 class TrainingDiverged(ToolkitError):
@@ -201,7 +201,11 @@ RESUMABLE_CHANGES = ("data", "workers", "knn_every", "knn_k", "knn_temperature",
 def _load_checkpoint(path, run, method, optimizer, world):
     """Restore model, optimizer, this rank's state and RNG; return (step, partial-epoch monitors).
     The checkpoint is read weights-only: a file planted in the output folder cannot run code."""
-    state = load_file(path)
+    try:
+        state = load_file(path)
+    except CheckpointError as error:  # our own checkpoints hold nothing to trust: no --trust-checkpoint here
+        raise CheckpointError(str(error).replace(f"if you trust this file, pass {TRUST_FLAG}", "this toolkit did "
+                                                 "not write it; choose another --output-dir")) from None
     keys = ("ssl_transfer", "model", "optimizer", "step", "ranks", "partial_epoch")
     if not isinstance(state, dict) or any(k not in state for k in keys):
         raise CheckpointError(f"{path} is not a pretraining checkpoint of this toolkit (it lacks "
@@ -244,7 +248,8 @@ def train(run, output_dir, resume=False, progress=True):
     if distributed.rank() == 0:  # the output folder is rank 0's: the other ranks learn whether it got it
         try:
             lock = OutputLock(output_dir).acquire()
-            if (Path(output_dir) / "checkpoint.pth").exists() and not resume:
+            planted = Path(output_dir) / "checkpoint.pth"
+            if (planted.exists() or planted.is_symlink()) and not resume:
                 raise OutputError(f"{Path(output_dir) / 'checkpoint.pth'} exists: pass --resume to continue it, or "
                                   "choose another --output-dir")
         except ToolkitError as error:
@@ -298,7 +303,7 @@ def _train(run, output_dir, resume, progress, device, local_rank):
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method, process_group=sync_bn_group(cfg, world))
     optimizer = build_optimizer(method, cfg)
     step, partial_epoch = 0, ([], [])
-    if resume and checkpoint_path.exists():
+    if resume and (checkpoint_path.exists() or checkpoint_path.is_symlink()):  # a broken link is refused, not skipped
         step, partial_epoch = _load_checkpoint(checkpoint_path, run, method, optimizer, world)
         notes.append(f"resumed from {checkpoint_path} at step {step}")
     elif resume:

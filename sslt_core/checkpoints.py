@@ -121,6 +121,9 @@ def find_encoder(checkpoint, source="auto"):
 
 def _extract(spec, container, prefix, state_dict):
     kept, dropped = {}, Counter()
+    if not all(isinstance(key, str) for key in state_dict):
+        raise CheckpointError(f"the state dict at {container} has keys that are not names (e.g. "
+                              f"{next(k for k in state_dict if not isinstance(k, str))!r}); save model.state_dict()")
     for key, value in state_dict.items():
         if not key.startswith(prefix):
             dropped[_group(key, prefix)] += 1
@@ -144,7 +147,15 @@ def check_finite(state_dict):
     """Raise CheckpointError naming the first floating-point tensor with a NaN, an inf or |value| > MAX_ABS_WEIGHT,
     or BN statistics with a negative variance (which turn every feature into NaN)."""
     for name, value in state_dict.items():
-        if not torch.is_tensor(value) or not value.is_floating_point() or value.numel() == 0:
+        if not torch.is_tensor(value):
+            continue
+        if value.layout != torch.strided or value.device.type == "meta":
+            raise CheckpointError(f"tensor {name} is a {value.layout} tensor on {value.device.type}, not a dense "
+                                  "tensor of values; save the model's state_dict() from a real model")
+        if not name.endswith("num_batches_tracked") and not value.is_floating_point():
+            raise CheckpointError(f"tensor {name} holds {value.dtype} values, not floating-point weights: the file is "
+                                  "corrupt; download or export it again")
+        if value.numel() == 0:
             continue
         if name.endswith("running_var") and bool((value < 0).any()):
             raise CheckpointError(f"tensor {name} holds {int((value < 0).sum())} negative variances of "

@@ -92,6 +92,9 @@ def writable_file(path):
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{path} is a folder; give a file name for the output")
+    if path.is_symlink() or path.exists() and not path.is_file():
+        raise OutputError(f"{path} exists and is not a regular file (a device, a pipe or a link); choose another "
+                          "output path")
     existing = path.parent
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent

@@ -20,9 +20,9 @@ import shutil
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from sslt_core.config import NonNegativeInt, PositiveInt
+from sslt_core.config import PositiveInt, Range
 from sslt_core.errors import CheckpointError, ClusterError
 from sslt_core.safe_load import load_plain_pickle
 
@@ -35,9 +35,9 @@ SIGNAL_DELAY_S = 120  # SLURM sends SIGUSR2 this long before the time limit: the
 class Resources:
     """What one job asks the scheduler for."""
 
-    nodes: PositiveInt = 1
-    gpus_per_node: NonNegativeInt = 0  # one task per GPU (or one task when 0)
-    cpus_per_task: PositiveInt = 8
+    nodes: Annotated[int, Range(min=1, max=4096)] = 1
+    gpus_per_node: Annotated[int, Range(min=0, max=64)] = 0  # one task per GPU (or one task when 0)
+    cpus_per_task: Annotated[int, Range(min=1, max=1024)] = 8
     time: PositiveInt = 60 * 24  # minutes
     partition: str | None = None
     account: str | None = None

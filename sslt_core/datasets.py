@@ -79,7 +79,8 @@ def dataset_path(name, root=None):
     problem = f"missing {', '.join(layout.missing(path))}" if path.is_dir() else "not there"
     raise DatasetLayoutError(
         f"{name}: {path} is {problem}; expected ROOT/{layout.describe()}, found in {base}: {_listing(base)}; "
-        f"pass --data-root DIR or set {ENV_VAR} to the folder that holds {layout.folder}/"
+        f"point the datasets root (the tool's --data or --data-root, a pipeline's data_root:, or {ENV_VAR}) at the "
+        f"folder that holds {layout.folder}/"
     )
 
 

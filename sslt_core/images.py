@@ -33,6 +33,9 @@ def load_rgb(path):
             return image.convert("RGB")
     except FileNotFoundError:
         raise DatasetError(f"image {path} does not exist; check the dataset root and its file lists") from None
+    except Image.DecompressionBombError as error:  # PIL's guard against a huge image that would fill memory
+        raise CorruptImageError(f"image {path} is too large to decode safely ({error}); resize or remove that "
+                                "file") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         if isinstance(error, DatasetError):
             raise

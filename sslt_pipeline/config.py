@@ -44,7 +44,7 @@ class ExternalEntry:
 @dataclass
 class DetectionEntry:
     config: str  # a detectron2 YAML, e.g. configs/voc07.yaml
-    trials: PositiveInt = 1
+    trials: Annotated[int, Range(min=1, max=100)] = 1
     opts: list[str | int | float] = field(default_factory=list)  # KEY VALUE pairs
 
 
@@ -73,7 +73,7 @@ class PipelineConfig:
     data_root: str
     demo_data: DemoData | None = None
     image_size: Annotated[int, Range(min=32, max=1024)] = 224  # crop size of kNN and linear probe
-    eval_workers: NonNegativeInt = 0
+    eval_workers: Annotated[int, Range(min=0, max=256)] = 0
     methods: dict[Name, PretrainEntry] = field(default_factory=dict)
     random_baseline: bool = True
     external: dict[Name, str | ExternalEntry] = field(default_factory=dict)

@@ -34,6 +34,7 @@ from sslt_core.datasets import dataset_path, image_folder
 from sslt_core.errors import CheckpointError, ConfigError
 from sslt_core.fingerprint import file_digest, tree_fingerprint
 from sslt_core.lock import OutputLock
+from sslt_core.safe_load import TRUST_FLAG
 from sslt_demo.writer import make_demo_data
 from sslt_pipeline.config import DEFAULT_RESOURCES, RANDOM_BASELINE, folder_name, load_pipeline_config
 from sslt_pipeline.report import write_report
@@ -162,7 +163,8 @@ def build_models(config):
         try:  # read now (without running code, finite weights, a known layout): a bad file fails before any work
             read_encoder(entry.path, entry.source, trust=entry.trust)
         except CheckpointError as error:
-            raise ConfigError(f"pipeline: external '{name}': {error}") from None
+            message = str(error).replace(f"pass {TRUST_FLAG}", f"set external.{name}.trust: true in the config")
+            raise ConfigError(f"pipeline: external '{name}': {message}") from None
         models.append(Model(name, external=entry))
     return models, stages
 

@@ -64,7 +64,7 @@ def main(argv=None):
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pth")
     parser.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.epochs=2 model.predictor=none")
     add_cluster_arguments(parser)
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # overrides before or after the options
     config = load_config(args.config, args.overrides, data=args.data)
     if args.launcher == "local":
         summary = train(config, args.output_dir, resume=args.resume)

@@ -52,11 +52,12 @@ def config_chain(config_file):
         content = read_yaml(path)  # one-line errors for bad YAML, bad bytes, a list, a key given twice
         if not content:
             raise ConfigError(f"config {path} is empty; give a detectron2 YAML, e.g. configs/voc07.yaml")
-        base = content.get("_BASE_")
-        if base is not None and not isinstance(base, str):
-            raise ConfigError(f"config {path}: _BASE_ must be a file name, got {base!r}")
-        if not base:
+        if "_BASE_" not in content:
             return chain
+        base = content["_BASE_"]
+        if not isinstance(base, str) or not base.strip():
+            raise ConfigError(f"config {path}: _BASE_ must name a YAML file, got {base!r}; give its path relative to "
+                              f"{path.parent}, or remove the key")
         path = path.parent / base
 
 
@@ -118,11 +119,14 @@ _VALUE_RULES = (
     ("SOLVER.WARMUP_FACTOR", lambda v: 0 <= v <= 1, "in [0, 1]"),
     ("SOLVER.CHECKPOINT_PERIOD", lambda v: v >= 1, ">= 1"),
     ("SOLVER.STEPS", lambda v: all(s >= 0 for s in v), "a list of iterations >= 0"),
+    ("MODEL.RESNETS.DEPTH", lambda v: v in (18, 34, 50, 101, 152), "one of 18, 34, 50, 101, 152"),
     ("MODEL.ROI_HEADS.NUM_CLASSES", lambda v: v >= 1, ">= 1"),
     ("MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", lambda v: v >= 1, ">= 1"),
     ("MODEL.RPN.BATCH_SIZE_PER_IMAGE", lambda v: v >= 1, ">= 1"),
     ("DATALOADER.NUM_WORKERS", lambda v: v >= 0, ">= 0"),
     ("TEST.EVAL_PERIOD", lambda v: v >= 0, ">= 0"),
+    ("INPUT.MIN_SIZE_TRAIN", lambda v: all(s >= 1 for s in v), "a list of sizes >= 1"),
+    ("INPUT.MIN_SIZE_TEST", lambda v: v >= 0, ">= 0 (0: no resizing)"),
     ("INPUT.MAX_SIZE_TRAIN", lambda v: v >= 1, ">= 1"),
     ("INPUT.MAX_SIZE_TEST", lambda v: v >= 1, ">= 1"),
 )
@@ -155,6 +159,10 @@ def build_config(config_file, opts, weights, output_dir, seed, world_size):
     config_chain(config_file)  # a missing file or base is named as such
     if len(opts) % 2:
         raise ConfigError(f"overrides come as KEY VALUE pairs; got {list(opts)}")
+    for key, flag in (("MODEL.WEIGHTS", "--weights"), ("OUTPUT_DIR", "--output-dir"), ("SEED", "--seed")):
+        if key in map(str, list(opts)[::2]):  # set by the run itself: an override would be silently replaced
+            raise ConfigError(f"{key} is set by the run; give it with {flag} (in a pipeline: the model's weights and "
+                              "the output folder are the pipeline's), not as an override")
     cfg, notes = get_cfg(), []
     try:
         cfg.merge_from_file(str(config_file), allow_unsafe=False)  # yaml.safe_load: no Python tags

@@ -85,3 +85,13 @@ def test_yaml_files_fail_with_one_line(tmp_path):
 def _empty(tmp_path):
     (tmp_path / "empty.yaml").write_text("")
     return tmp_path / "empty.yaml"
+
+
+def test_a_key_given_twice_is_refused_and_yaml_merge_keys_still_work(tmp_path):
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("train:\n  epochs: 1\n  epochs: 2\n")
+    with pytest.raises(ConfigError, match="key 'epochs' appears twice"):
+        read_yaml(twice)
+    merged = tmp_path / "merged.yaml"
+    merged.write_text("base: &b {lr: 0.1, epochs: 1}\nrun:\n  <<: *b\n  epochs: 2\n")
+    assert read_yaml(merged)["run"] == {"lr": 0.1, "epochs": 2}  # as yaml.safe_load reads it

@@ -33,3 +33,11 @@ def test_a_corrupt_file_names_itself(tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     with pytest.raises(CorruptImageError, match="broken.jpg"):
         load_rgb(tmp_path / "broken.jpg")
+
+
+def test_an_image_past_pils_decompression_bomb_limit_is_refused_naming_itself(tmp_path, monkeypatch):
+    path = tmp_path / "huge.png"
+    Image.new("RGB", (40, 40)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 1600 pixels > 2 x the limit: PIL's bomb error
+    with pytest.raises(CorruptImageError, match="huge.png is too large to decode safely"):
+        load_rgb(path)

@@ -132,7 +132,7 @@ def test_the_pipeline_does_not_run_a_malicious_external_checkpoint(tmp_path, mar
     (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(config))
     result = run_tool("tools/run_pipeline.py", "--config", tmp_path / "pipeline.yaml", "--output-dir", tmp_path / "o")
     last = result.stderr.strip().splitlines()[-1]
-    assert result.returncode == 1 and "external 'evil'" in last and "--trust-checkpoint" in last, result.stderr
+    assert result.returncode == 1 and "external 'evil'" in last and "external.evil.trust: true" in last, result.stderr
     assert not marker.exists()
     assert not (tmp_path / "o").exists()  # refused before any stage ran
 

@@ -48,6 +48,15 @@ def files(tmp_path_factory, demo_root):
     torch.save(negative_var, d / "negvar.pth")
     (d / "loop.pth").symlink_to(d / "loop.pth")
     os.mkfifo(d / "fifo.pth")
+    int_key = random_resnet()
+    int_key[7] = torch.zeros(1)
+    torch.save(int_key, d / "intkey.pth")
+    int_weights = random_resnet()
+    int_weights["conv1.weight"] = int_weights["conv1.weight"].long()
+    torch.save(int_weights, d / "intweights.pth")
+    (d / "basenull.yaml").write_text("_BASE_: null\n")
+    (d / "deep.json").write_text("[" * 100000)
+    (d / "results_negative.json").write_text('{"name": "x", "linear": {"top1": -50}}')
     (d / "empty.yaml").write_text("")
     (d / "binary.yaml").write_bytes(b"\xff\xfe\x00bad")
     (d / "twice.yaml").write_text(f"_BASE_: {DEMO_VOC}\nSOLVER:\n  BASE_LR: 0.1\n  BASE_LR: 0.2\n")
@@ -71,8 +80,9 @@ def files(tmp_path_factory, demo_root):
     for name in ("empty.pth", "text.pth", "garbage.pth", "cut.pth", "bytes.pth", "nan.pth", "resnet18.pth",
                  "unknown.pth", "counter.ckpt", "good.pkl", "notdict.pkl", "torchsaved.pkl", "garbage.pkl",
                  "bad.yaml", "list.yaml", "badbase.yaml", "results_bad.json", "results_broken.json",
-                 "results_key.json", "a_file", "negvar.pth", "loop.pth", "fifo.pth", "empty.yaml", "binary.yaml",
-                 "twice.yaml", "nanlr.yaml"):
+                 "results_key.json", "a_file", "negvar.pth", "loop.pth", "fifo.pth", "intkey.pth", "intweights.pth",
+                 "basenull.yaml", "deep.json", "results_negative.json", "empty.yaml", "binary.yaml", "twice.yaml",
+                 "nanlr.yaml"):
         f[name] = d / name
     # A dataset with a corrupt JPEG (for workers) and one with a 16-bit PNG, both copies of the small demo data.
     import shutil
@@ -148,6 +158,8 @@ CASES = {
     "convert/device": (["convert_to_d2", "/dev/zero", "-o", "{out}/x.pkl"], "not a regular file"),
     "convert/bad-input-makes-no-output-folders": (["convert_to_d2", "{out}/none.pth", "-o", "{out}/new/sub/x.pkl"],
                                                   "no such file"),
+    "convert/int-key": (["convert_to_d2", "{intkey.pth}", "-o", "{out}/x.pkl"], "keys that are not names"),
+    "convert/int-weights": (["convert_to_d2", "{intweights.pth}", "-o", "{out}/x.pkl"], "holds torch.int64 values"),
     "convert/good": (["convert_to_d2", "{moco.pth}", "-o", "{out}/x.pkl"], None),
     # tools/eval_knn.py
     "knn/k-zero": (knn("--k", "0"), "argument --k: must be a positive integer, got '0'"),
@@ -165,9 +177,10 @@ CASES = {
     "knn/malicious": (["eval_knn", "--weights", "{evil.pth}", "--data", "{data}"], "--trust-checkpoint"),
     "knn/folder-weights": (["eval_knn", "--weights", "{dir}", "--data", "{data}"], "is a folder"),
     "knn/text-weights": (["eval_knn", "--weights", "{text.pth}", "--data", "{data}"], "not a PyTorch checkpoint"),
-    "knn/bad-data-root": (knn()[:3] + ["--data", "{out}/nowhere"], "pass --data-root DIR"),
+    "knn/bad-data-root": (knn()[:3] + ["--data", "{out}/nowhere"], "point the datasets root"),
     "knn/output-in-a-file": (knn("--output", "{a_file}/r.json"), "cannot write"),
     "knn/output-is-a-folder": (knn("--output", "{dir}"), "is a folder"),
+    "knn/output-is-a-pipe": (knn("--output", "{fifo.pth}"), "not a regular file"),
     "knn/corrupt-jpeg-with-workers": (knn()[:3] + ["--data", "{corrupt}", "--workers", "2", "--image-size", "32",
                                                    "--arch", "resnet18", "--cache-dir", "{out}/cache"],
                                       "cannot decode"),
@@ -206,13 +219,17 @@ CASES = {
     "det/seed-huge": (det("--seed", "99999999999"), "--seed must be in [0, 2**31)"),
     "det/wrong-type": (det("SOLVER.MAX_ITER", "ten"), "give SOLVER.MAX_ITER a value of the type"),
     "det/config-empty": (det(config="{empty.yaml}"), "is empty"),
+    "det/base-null": (det(config="{basenull.yaml}"), "_BASE_ must name a YAML file"),
+    "det/min-size-negative": (det("INPUT.MIN_SIZE_TRAIN", "(-5,)"), "MIN_SIZE_TRAIN must be a list of sizes >= 1"),
+    "det/depth": (det("MODEL.RESNETS.DEPTH", "7"), "DEPTH must be one of 18, 34, 50, 101, 152"),
+    "det/weights-as-override": (det("MODEL.WEIGHTS", "x.pkl"), "give it with --weights"),
     "det/config-a-list": (det(config="{list.yaml}"), "must hold a mapping"),
     "det/config-not-utf8": (det(config="{binary.yaml}"), "give a UTF-8 YAML file"),
     "det/config-key-twice": (det(config="{twice.yaml}"), "key 'BASE_LR' appears twice"),
     "det/output-is-a-file": (["train_det", "--config", str(DEMO_VOC), "--weights", "random", "--data-root",
                               "{data}", "--output-dir", "{a_file}"], "is a file"),
     "det/bad-data-root": (["train_det", "--config", str(DEMO_VOC), "--weights", "random", "--data-root",
-                           "{out}/nowhere", "--output-dir", "{out}/det"], "pass --data-root DIR"),
+                           "{out}/nowhere", "--output-dir", "{out}/det"], "point the datasets root"),
     # tools/pretrain_net.py
     "pretrain/config-missing": (pretrain(config="{out}/none.yaml"), "does not exist"),
     "pretrain/config-folder": (pretrain(config="{dir}"), "is a folder"),
@@ -228,8 +245,11 @@ CASES = {
     "pretrain/bad-override": (pretrain("epochs"), "must look like section.key=value"),
     "pretrain/no-config": (["pretrain_net", "--data", "{data}", "--output-dir", "{out}/pre"],
                            "no method: pass --config"),
+    "pretrain/seed-huge": (pretrain("train.seed=99999999999999"), "train.seed must be <= 2147483647"),
+    "pretrain/workers-huge": (pretrain("train.workers=100000"), "train.workers must be <= 256"),
     "pretrain/image-size-huge": (pretrain("train.image_size=100000"), "train.image_size must be <= 1024"),
-    "pretrain/bad-data-root": (pretrain()[:3] + ["--data", "{out}/nowhere"] + pretrain()[5:], "pass --data-root"),
+    "pretrain/bad-data-root": (pretrain()[:3] + ["--data", "{out}/nowhere"] + pretrain()[5:],
+                               "point the datasets root"),
     "pretrain/output-in-a-file": (pretrain()[:5] + ["--output-dir", "{a_file}/pre"] + pretrain()[7:],
                                   "cannot create output folder"),
     # tools/run_pipeline.py
@@ -250,11 +270,11 @@ CASES = {
     "pipeline/name-slash": (pipeline_config(external={"a/b": "{moco.pth}"}), "must be a name"),
     "pipeline/external-missing": (pipeline_config(external={"gone": "{out}/none.pth"}), "no such file"),
     "pipeline/external-negative-variance": (pipeline_config(external={"nv": "{negvar.pth}"}), "negative variances"),
-    "pipeline/external-malicious": (pipeline_config(external={"evil": "{evil.pth}"}), "--trust-checkpoint"),
+    "pipeline/external-malicious": (pipeline_config(external={"evil": "{evil.pth}"}), "set external.evil.trust: true"),
     "pipeline/external-source": (pipeline_config(external={"m": {"path": "{moco.pth}", "source": "mocov9"}}),
                                  "must be one of auto, ours"),
     "pipeline/nothing-to-run": (pipeline_config(random_baseline=False), "nothing to run"),
-    "pipeline/data-root-missing": (pipeline_config(data_root="{out}/nowhere"), "pass --data-root DIR"),
+    "pipeline/data-root-missing": (pipeline_config(data_root="{out}/nowhere"), "point the datasets root"),
     "pipeline/image-size-huge": (pipeline_config(image_size=100000), "pipeline.image_size must be <= 1024"),
     "pipeline/detection-lr-negative": (pipeline_config(detection={"voc07": {"config": str(DEMO_VOC),
                                                                             "opts": ["SOLVER.BASE_LR", -1.0]}}),
@@ -275,13 +295,15 @@ CASES = {
     "table/broken-json": (["make_table", "{results_broken.json}"], "not valid JSON"),
     "table/wrong-type": (["make_table", "{results_bad.json}"], "linear.top1 must be a number, got 'high'"),
     "table/unknown-detection-key": (["make_table", "{results_key.json}"], "must be one of voc07"),
+    "table/nested-deep": (["make_table", "{deep.json}"], "nests too deeply"),
+    "table/negative-accuracy": (["make_table", "{results_negative.json}"], "linear.top1 must be >= 0"),
     "table/bad-format": (["make_table", "{results_bad.json}", "--format", "xls"], "invalid choice"),
     # tools/make_demo_data.py
     "demo/seed-negative": (["make_demo_data", "--out", "{out}/d", "--seed", "-1"], "--seed: must be an integer"),
     "demo/bad-size": (["make_demo_data", "--out", "{out}/d", "--size", "huge"], "invalid choice"),
     "demo/out-is-other-data": (["make_demo_data", "--out", "{dir}", "--size", "small"], "pass --force"),
     # tools/check_datasets.py
-    "check/bad-root": (["check_datasets", "--data-root", "{out}/nowhere"], "pass --data-root DIR"),
+    "check/bad-root": (["check_datasets", "--data-root", "{out}/nowhere"], "point the datasets root"),
     "check/unknown-dataset": (["check_datasets", "cifar10", "--data-root", "{data}"], "unknown dataset 'cifar10'"),
 }
 
