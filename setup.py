@@ -13,8 +13,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["sslt_core", "sslt_demo", "eval", "pretrain", "transfer", "sslt_pipeline"]),
     install_requires=[
-        "torch>=2.1",
-        "torchvision>=0.16",
+        "torch>=2.5",  # torch.serialization.safe_globals (the weights-only reader)
+        "torchvision>=0.20",  # decode_jpeg of a list of images on a device (the tensor data path)
         "fvcore",
         "pycocotools>=2.0.6",
         "scikit-learn",

@@ -7,7 +7,8 @@ One JSON line per check, with pass / fail / skip, its figures and the peak GPU m
 - pretrain-<method>: a few training steps of each method under bf16 autocast + channels_last, finite losses,
   through both data pipelines (pil, and tensor: nvJPEG decoding and batched augmentation on the GPU);
 - nccl-syncbn: a 1-process NCCL group, a SyncBatchNorm forward and backward equal to BatchNorm's;
-- tensor-views: the tensor data path on the GPU equals the same path on the CPU (decoding and augmentation);
+- tensor-views: the tensor data path on the GPU equals the same path on the CPU (nvJPEG decoding against
+  libjpeg-turbo, a grayscale and a CMYK JPEG included; batched augmentation of the same images);
 - knn-torch: the torch kNN backend on the GPU gives the CPU's (faiss) rankings;
 - knn-faiss-gpu: faiss-gpu's search equals faiss-cpu's (skipped when faiss has no GPU);
 - linear-probe: the linear probe with features of augmented crops computed on the GPU;
@@ -90,21 +91,42 @@ def nccl_check(device):
 
 
 def tensor_views_check(data, device):
+    import io
+
+    from PIL import Image
+
     from pretrain.augment import MOCO_V2, SWAV_SMALL
-    from pretrain.tensor_views import augment_batch, decode_batch
+    from pretrain.tensor_views import augment_batch, decodable_on_device, decode_batch
     from pretrain.view_params import sample_view
 
-    files = sorted((Path(data) / "imagenet" / "train").rglob("*.jpg"))[:64]
-    encoded = [torch.frombuffer(bytearray(f.read_bytes()), dtype=torch.uint8) for f in files]
-    worst = 0.0
+    files = sorted((Path(data) / "imagenet" / "train").rglob("*.jpg"))[:62]
+    blobs = [f.read_bytes() for f in files]
+    for mode in ("L", "CMYK"):  # ImageNet holds grayscale and CMYK JPEGs: the CMYK one must go to the CPU
+        buffer = io.BytesIO()
+        Image.open(files[0]).convert(mode).save(buffer, "JPEG", quality=90)
+        blobs.append(buffer.getvalue())
+    device_decodable = []
+    for blob in blobs:
+        with Image.open(io.BytesIO(blob)) as header:
+            device_decodable.append(decodable_on_device(header))
+    encoded = [torch.frombuffer(bytearray(blob), dtype=torch.uint8) for blob in blobs]
+    cpu_images = decode_batch(encoded, "cpu", device_decodable=device_decodable)
+    dev_images = decode_batch(encoded, device, device_decodable=device_decodable)
+    # nvJPEG and libjpeg-turbo round the IDCT and chroma upsampling differently: torchvision's own nvJPEG test
+    # allows a mean difference of 2 (of 255) per image
+    decoding = max(float((a.float() - b.cpu().float()).abs().mean()) for a, b in zip(cpu_images, dev_images))
+    augmentation = 0.0  # the same decoded images augmented on the CPU and on the device
     for recipe in (MOCO_V2, SWAV_SMALL):
-        cpu_images, dev_images = decode_batch(encoded, "cpu"), decode_batch(encoded, device)
         params = [sample_view(recipe, im.shape[1], im.shape[2], 64, torch.Generator().manual_seed(s))
                   for s, im in enumerate(cpu_images)]
-        on_cpu, on_device = augment_batch(cpu_images, params), augment_batch(dev_images, params)
-        worst = max(worst, float((on_cpu - on_device.cpu()).abs().mean()))
-    # nvJPEG and libjpeg-turbo may round the IDCT differently: a small mean difference is expected
-    return {"status": "pass" if worst < 0.05 else "fail", "mean_abs_difference_normalised": worst}
+        on_cpu = augment_batch(cpu_images, params)
+        on_device = augment_batch([im.to(device) for im in cpu_images], params).cpu()
+        augmentation = max(augmentation, float((on_cpu - on_device).abs().mean()))
+    # float32 ops in another order, and TF32 in the blur's convolution on a GPU: far below one grey level (0.017)
+    return {"status": "pass" if decoding < 2.0 and augmentation < 2e-3 else "fail",
+            "decoding_mean_abs_difference_of_255": round(decoding, 3),
+            "augmentation_mean_abs_difference_normalised": augmentation,
+            "on_device": sum(device_decodable), "on_cpu": len(blobs) - sum(device_decodable)}
 
 
 def knn_check(device):
@@ -157,7 +179,7 @@ def detection_check(config, data, out, device):
     summary = run_trials(REPO / "configs" / "demo" / config, "random", out, opts=fast, data_root=data, quiet=True)
     seconds = time.perf_counter() - start
     log = (out / "log.txt").read_text()
-    amp = "AMPTrainer" in log or device.type != "cuda"
+    amp = "training loop: detectron2's AMPTrainer" in log or device.type != "cuda"
     values = [v for task in summary["mean"].values() for v in task.values() if v is not None]
     return {"status": "pass" if amp and values and all(math.isfinite(v) for v in values) else "fail",
             "mean": summary["mean"], "seconds_20_iterations_and_evaluation": round(seconds, 1), "amp": amp}

@@ -13,7 +13,6 @@ with each loop's ratio to the ceiling. --loaders-only times the two data paths a
 model), on the same files. Prints a table and one JSON line per row.
 """
 import argparse
-import itertools
 import json
 import time
 
@@ -85,7 +84,7 @@ def measure(method, args, device):
                         device)
         rows["ceiling"] = args.batch_size * args.steps / seconds
     for pipeline in ("pil", "tensor"):
-        batches = itertools.cycle(loader(run, model, args, pipeline))
+        batches = endless(loader(run, model, args, pipeline))
 
         def one(k, batches=batches):
             views = to_device_views(next(batches)[0], device)
@@ -94,7 +93,14 @@ def measure(method, args, device):
 
         seconds = timed(args.steps, args.warmup, one, device)
         rows[pipeline] = args.batch_size * args.steps / seconds
+        batches.close()  # this pipeline's workers stop before the next one is timed
     return rows
+
+
+def endless(data_loader):
+    """Batches epoch after epoch, each one loaded anew (itertools.cycle would replay the first epoch from memory)."""
+    while True:
+        yield from data_loader
 
 
 def _ratio(rows, key, ceiling):

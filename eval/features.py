@@ -9,7 +9,6 @@ transform), so a second evaluation of the same encoder on the same images reuses
 import hashlib
 import io
 import json
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -82,19 +81,23 @@ def eval_transform(crop_size):
     ])
 
 
+def feature_device(device=None):
+    """The device features are computed on: `device`, else the GPU where there is one."""
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
 @torch.no_grad()
 def extract_features(encoder, dataset, batch_size=256, num_workers=0, device=None, desc="features"):
     """(features float32 [N, D], labels int64 [N]) of `dataset` through the frozen `encoder`."""
     if len(dataset) == 0:
         raise DatasetError(f"{desc}: the split is empty; it needs at least one image")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = feature_device(device)
     encoder = encoder.to(device).eval()
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False,
+                                         pin_memory=device.type == "cuda")
     features, labels = [], []
-    for images, targets in tqdm(loader, desc=desc, leave=False):
-        with autocast:
-            features.append(encoder(images.to(device, non_blocking=True)).float().cpu())
+    for images, targets in tqdm(loader, desc=desc, leave=False):  # fp32, as the official linear evaluations
+        features.append(encoder(images.to(device, non_blocking=True)).float().cpu())
         labels.append(targets)
     features = torch.cat(features).numpy()
     check_features(features, desc)
@@ -121,6 +124,7 @@ def cached_features(encoder, description, weights, dataset, split_name, crop_siz
         "samples_sha256": samples_fingerprint(dataset.samples),
         "transform": repr(dataset.transform),
         "crop_size": crop_size,
+        "device": feature_device(kwargs.get("device")).type,  # a GPU's convolutions (TF32) round differently
     }
     key = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:20]
     cache_dir = Path(cache_dir)

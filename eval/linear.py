@@ -67,7 +67,9 @@ def train_transform(crop_size):
 
 
 def bn_statistics(encoder):
-    return {k: v.detach().clone() for k, v in encoder.state_dict().items() if "running" in k or "num_batches" in k}
+    """Copies on the CPU, comparable wherever the encoder moves later (torch.equal refuses two devices)."""
+    return {k: v.detach().cpu().clone() for k, v in encoder.state_dict().items()
+            if "running" in k or "num_batches" in k}
 
 
 class LinearProbeDiverged(ToolkitError):

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import functional as TF
 
-from pretrain.tensor_views import augment_batch, decode_batch
+from pretrain.tensor_views import augment_batch, decodable_on_device, decode_batch
 from pretrain.view_params import SOLARIZE_THRESHOLD, sample_view
 from sslt_core.errors import CorruptImageError
 from sslt_core.images import IMAGENET_MEAN, IMAGENET_STD
@@ -74,8 +74,8 @@ def view_stream(seed, epoch, index):
 
 class SeededViews(torch.utils.data.Dataset):
     """An ImageFolder's views, image i of epoch e drawn from view_stream(seed, e, i).
-    pipeline "pil": (list of normalised view tensors, label); "tensor": ((file bytes, [ViewParams per view]),
-    label), decoded and augmented later by `to_device_views`."""
+    pipeline "pil": (list of normalised view tensors, label); "tensor": ((file bytes, [ViewParams per view], path,
+    whether the device may decode it), label), decoded and augmented later by `to_device_views`."""
 
     def __init__(self, image_folder, recipes, image_size, seed=0, pipeline="pil"):
         self.images, self.recipes, self.image_size = image_folder, tuple(recipes), image_size
@@ -95,11 +95,12 @@ class SeededViews(torch.utils.data.Dataset):
             try:
                 with Image.open(path) as header:  # the size only: no decoding here
                     width, height = header.size
+                    device_decodable = decodable_on_device(header)
             except OSError as error:
                 raise CorruptImageError(f"cannot decode image {path} ({error}); delete or re-download that "
                                         "file") from None
             encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-            return (encoded, self._params(index, height, width), str(path)), label
+            return (encoded, self._params(index, height, width), str(path), device_decodable), label
         image = self.images.loader(path)
         views = [apply_pil(image, p) for p in self._params(index, image.height, image.width)]
         return [TF.normalize(TF.to_tensor(v), IMAGENET_MEAN, IMAGENET_STD) for v in views], label
@@ -114,8 +115,8 @@ def collate(batch):
 
 def to_device_views(batch, device):
     """The views of a batch on `device`: as they are (pil), or decoded and augmented there (tensor)."""
-    if not isinstance(batch[0], tuple):
+    if isinstance(batch[0], torch.Tensor):  # the views (a pinned tensor pipeline batch may turn tuples into lists)
         return [view.to(device, non_blocking=True) for view in batch]
-    encoded, params, names = zip(*batch)
-    images = decode_batch(list(encoded), device, names)
+    encoded, params, names, device_decodable = zip(*batch)
+    images = decode_batch(list(encoded), device, names, device_decodable)
     return [augment_batch(images, [p[v] for p in params]) for v in range(len(params[0]))]

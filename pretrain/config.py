@@ -47,7 +47,7 @@ class TrainConfig:
     seed: Annotated[int, Range(min=0, max=2**31 - 1)] = 0  # numpy takes 32-bit seeds
     sync_bn: bool = False  # SyncBatchNorm across GPUs (SimCLR's global BN, BYOL, SimSiam, SwAV)
     sync_bn_group_size: NonNegativeInt = 0  # processes per SyncBN group; 0: all (SwAV's apex groups: 8)
-    knn_every: NonNegativeInt = 1  # epochs between kNN monitors on the val split (0: off)
+    knn_every: NonNegativeInt = 0  # epochs between kNN monitors on the val split (0: off; for small data, see README)
     knn_k: PositiveInt = 20
     knn_temperature: PositiveFloat = 0.07
     checkpoint_every: NonNegativeInt = 0  # steps between checkpoints (0: at the end of every epoch only)

@@ -20,17 +20,29 @@ from sslt_core.images import IMAGENET_MEAN, IMAGENET_STD
 GRAY = (0.2989, 0.587, 0.114)  # torchvision's (and TF's) luma weights
 
 
-def decode_batch(encoded, device, names=None):
-    """[uint8 3xHxW] from a list of encoded images (uint8 1-D tensors): JPEGs in one batched call on `device`, any
-    other file (or a JPEG the device's decoder refuses, e.g. CMYK) on the CPU. 16-bit images are scaled to 8 bits.
-    A file that decodes nowhere raises CorruptImageError with its name (`names`)."""
+def decodable_on_device(header):
+    """Whether the device's batched decoder may decode an image, from its PIL header: colour and grayscale JPEGs;
+    CMYK JPEGs (torchvision's nvJPEG decoding does not convert them) and other formats are decoded on the CPU."""
+    return header.format == "JPEG" and header.mode in ("RGB", "L")
+
+
+def decode_batch(encoded, device, names=None, device_decodable=None):
+    """[uint8 3xHxW] from a list of encoded images (uint8 1-D tensors): JPEGs in one batched call on `device`, the
+    others on the CPU. `device_decodable` says which (decodable_on_device of each file's header); without it,
+    every file that starts as a JPEG goes to the device. A batch the device's decoder refuses is decoded image by
+    image on the CPU. 16-bit images are scaled to 8 bits. A file that decodes nowhere raises CorruptImageError with
+    its name (`names`)."""
     images = [None] * len(encoded)
-    jpeg = [i for i, data in enumerate(encoded) if data[:2].tolist() == [0xFF, 0xD8]]
+    if device_decodable is None:
+        device_decodable = [data[:2].tolist() == [0xFF, 0xD8] for data in encoded]
+    jpeg = [i for i, decodable in enumerate(device_decodable) if decodable]
     if jpeg:
         try:
             decoded = decode_jpeg([encoded[i] for i in jpeg], mode=ImageReadMode.RGB, device=device)
             for i, image in zip(jpeg, decoded):
                 images[i] = image
+        except torch.cuda.OutOfMemoryError:
+            raise
         except RuntimeError:
             pass  # decoded one by one below
     for i, image in enumerate(images):

@@ -169,14 +169,13 @@ def sync_bn_group(train_cfg, world):
 
 def setup_distributed():
     """(device, local rank): torchrun's environment if present, else one process."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank), local_rank
-    return torch.device("cpu"), local_rank
+    device = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # before the process group: NCCL's barriers use the current device
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device, local_rank
 
 
 def _logged_by_step(line, step):
@@ -240,6 +239,12 @@ def _load_checkpoint(path, run, method, optimizer, world):
     return state["step"], state["partial_epoch"]
 
 
+def _has_checkpoint(output_dir):
+    """Whether output_dir holds a checkpoint.pth, a broken link included (refused when read, never skipped)."""
+    path = Path(output_dir) / "checkpoint.pth"
+    return path.exists() or path.is_symlink()
+
+
 def train(run, output_dir, resume=False, progress=True):
     """Pretrain `run` (a RunConfig) into `output_dir`, which it locks; return the last epoch's metrics."""
     dataset_path("imagenet", run.train.data)  # a wrong data root fails before the output folder is touched
@@ -248,8 +253,7 @@ def train(run, output_dir, resume=False, progress=True):
     if distributed.rank() == 0:  # the output folder is rank 0's: the other ranks learn whether it got it
         try:
             lock = OutputLock(output_dir).acquire()
-            planted = Path(output_dir) / "checkpoint.pth"
-            if (planted.exists() or planted.is_symlink()) and not resume:
+            if _has_checkpoint(output_dir) and not resume:
                 raise OutputError(f"{Path(output_dir) / 'checkpoint.pth'} exists: pass --resume to continue it, or "
                                   "choose another --output-dir")
         except ToolkitError as error:
@@ -303,7 +307,7 @@ def _train(run, output_dir, resume, progress, device, local_rank):
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method, process_group=sync_bn_group(cfg, world))
     optimizer = build_optimizer(method, cfg)
     step, partial_epoch = 0, ([], [])
-    if resume and (checkpoint_path.exists() or checkpoint_path.is_symlink()):  # a broken link is refused, not skipped
+    if resume and _has_checkpoint(output_dir):
         step, partial_epoch = _load_checkpoint(checkpoint_path, run, method, optimizer, world)
         notes.append(f"resumed from {checkpoint_path} at step {step}")
     elif resume:

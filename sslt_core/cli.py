@@ -85,17 +85,9 @@ def one_line(error):
     return " ".join(lines)
 
 
-def writable_file(path):
-    """Check up front that `path` can be written, so that a long computation is not thrown away at the end; return
-    it as a Path. Missing folders are not created here (an input error found later must leave nothing behind):
-    the nearest existing one must be a folder this process can write into."""
-    path = Path(path)
-    if path.is_dir():
-        raise OutputError(f"{path} is a folder; give a file name for the output")
-    if path.is_symlink() or path.exists() and not path.is_file():
-        raise OutputError(f"{path} exists and is not a regular file (a device, a pipe or a link); choose another "
-                          "output path")
-    existing = path.parent
+def _check_can_create(path, folder):
+    """The nearest existing folder of `folder` (itself or a parent) must be one this process can write into."""
+    existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
@@ -107,6 +99,29 @@ def writable_file(path):
     except OSError as error:
         raise OutputError(f"cannot write {path} ({error.strerror} in {existing}); choose a folder you can write "
                           "to") from None
+
+
+def writable_folder(path):
+    """Check up front that `path` is, or can become, a folder this process writes into; return it as a Path.
+    Nothing is created here."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{path} exists and is not a folder; give a folder (or a path that does not exist yet)")
+    _check_can_create(path, path)
+    return path
+
+
+def writable_file(path):
+    """Check up front that `path` can be written, so that a long computation is not thrown away at the end; return
+    it as a Path. Missing folders are not created here (an input error found later must leave nothing behind):
+    the nearest existing one must be a folder this process can write into."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder; give a file name for the output")
+    if path.is_symlink() or path.exists() and not path.is_file():
+        raise OutputError(f"{path} exists and is not a regular file (a device, a pipe or a link); choose another "
+                          "output path")
+    _check_can_create(path, path.parent)
     return path
 
 

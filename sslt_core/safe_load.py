@@ -150,7 +150,8 @@ def _load_safetensors(path):
             tensors = {key: file.get_tensor(key) for key in file.keys()}  # noqa: SIM118 (safe_open is no dict)
             metadata = file.metadata() or {}
     except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path} is not a readable safetensors file ({_first_line(error)})") from None
+        reason = re.sub(r", expected one of .*? at line", " at line", str(error))  # not the list of every dtype
+        raise CheckpointError(f"{path} is not a readable safetensors file ({_first_line(reason)})") from None
     if "ssl_transfer" in metadata:  # an encoder exported by pretrain/train.py
         try:
             return {"ssl_transfer": json.loads(metadata["ssl_transfer"]), "encoder": tensors}

@@ -138,7 +138,7 @@ def _detection(config, entry, convert_id, num_gpus=0):
         if num_gpus > 1:  # in a job of one task: detectron2 starts one process per GPU
             from detectron2.engine import launch  # after transfer/, which quiets detectron2's import-time warnings
 
-            launch(_detection_trials, num_gpus, args=(entry, weights, folder, config.data_root))
+            launch(_detection_trials, num_gpus, dist_url="auto", args=(entry, weights, folder, config.data_root))
             summary = json.loads((folder / "metrics.json").read_text())
         else:
             summary = _detection_trials(entry, weights, folder, config.data_root)
@@ -169,21 +169,25 @@ def build_models(config):
     return models, stages
 
 
-def check_data(config):
-    """The datasets the stages read, checked against their layouts before any work."""
-    dataset_path("imagenet", config.data_root)
+def detection_datasets(config):
+    """The datasets every detection entry reads; a mistyped detection config or override fails here, before any
+    work."""
     names = set()
     for entry in config.detection.values():
         cfg, _ = build_config(entry.config, [str(o) for o in entry.opts], "", Path("unused"), 0, 1)
         names.update(cfg.DATASETS.TRAIN + cfg.DATASETS.TEST)
-    register_detection_sets(tuple(sorted(names)), config.data_root)
+    return tuple(sorted(names))
+
+
+def check_data(config, detection_sets):
+    """The datasets the stages read, checked against their layouts before any work."""
+    dataset_path("imagenet", config.data_root)
+    register_detection_sets(detection_sets, config.data_root)
 
 
 def build_stages(config, detection_gpus=0):
     """(stages in dependency order, model rows): every model's pretrain, convert, kNN, linear and detection.
     `detection_gpus` > 1: each detection stage spreads its trials over that many processes (detectron2's launch)."""
-    for entry in config.detection.values():  # a mistyped detection config or override fails before any work
-        build_config(entry.config, [str(o) for o in entry.opts], "", Path("unused"), 0, 1)
     models, stages = build_models(config)
     for model in models:
         needs = (model.pretrain,) if model.pretrain else ()
@@ -250,16 +254,17 @@ def run_pipeline(config_path, output_dir, log=print, launcher="local", max_paral
     cluster.check_launcher(launcher)
     output_dir = Path(output_dir)
     jobs = launcher != "local"
+    detection_sets = detection_datasets(config)
     stages, models = build_stages(config, detection_gpus=config.resources.get(
         "detection", DEFAULT_RESOURCES["detection"]).gpus_per_node if jobs else 0)
     if not config.demo_data:
-        check_data(config)
+        check_data(config, detection_sets)
     with OutputLock(output_dir) as lock:
         if lock.note():
             log(lock.note())
         if config.demo_data:
             make_demo_data(config.data_root, seed=config.demo_data.seed, size_name=config.demo_data.size)
-            check_data(config)
+            check_data(config, detection_sets)
         data = tree_fingerprint(config.data_root)  # the data at data_root, as it is now: a change re-runs
         for stage in stages:
             stage.spec["data"] = data

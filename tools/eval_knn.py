@@ -10,7 +10,16 @@ without running code from them; --trust-checkpoint allows a full unpickle of a f
 from eval.features import ARCHS, build_encoder, split_features
 from eval.knn import accuracy, knn_classify
 from sslt_core.atomic import write_json_atomic
-from sslt_core.cli import ToolParser, crop_size, non_negative_int, positive_float, positive_int, run, writable_file
+from sslt_core.cli import (
+    ToolParser,
+    crop_size,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    run,
+    writable_file,
+    writable_folder,
+)
 from sslt_core.safe_load import TRUST_FLAG
 
 
@@ -34,9 +43,10 @@ def main(argv=None):
                                                                "(it can run code)")
     args = parser.parse_args(argv)
     output = writable_file(args.output) if args.output else None
+    cache_dir = writable_folder(args.cache_dir)
     encoder, description = build_encoder(args.weights, args.arch, trust=args.trust_checkpoint)
     splits, classes, reused = split_features(encoder, description, args.weights, args.data, args.image_size,
-                                             args.cache_dir, batch_size=args.batch_size, num_workers=args.workers)
+                                             cache_dir, batch_size=args.batch_size, num_workers=args.workers)
     (train_x, train_y), (test_x, test_y) = splits["train"], splits["val"]
     rankings = knn_classify(train_x, train_y, test_x, args.k, args.temperature, len(classes), args.backend)
     results = {"weights": args.weights, "encoder": description, "backend": args.backend,

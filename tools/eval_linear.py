@@ -14,7 +14,7 @@ from dataclasses import asdict
 from eval.features import ARCHS, build_encoder, split_features
 from eval.linear import PROTOCOLS, adapted, linear_probe, train_transform
 from sslt_core.atomic import write_json_atomic
-from sslt_core.cli import ToolParser, crop_size, non_negative_int, positive_int, run, writable_file
+from sslt_core.cli import ToolParser, crop_size, non_negative_int, positive_int, run, writable_file, writable_folder
 from sslt_core.datasets import image_folder
 from sslt_core.safe_load import TRUST_FLAG
 
@@ -38,10 +38,11 @@ def main(argv=None):
                                                                "(it can run code)")
     args = parser.parse_args(argv)
     output = writable_file(args.output) if args.output else None
+    cache_dir = writable_folder(args.cache_dir)
     protocol = adapted(PROTOCOLS[args.protocol], args.batch_size, args.epochs)
     encoder, description = build_encoder(args.weights, args.arch, trust=args.trust_checkpoint)
     splits, classes, _ = split_features(encoder, description, args.weights, args.data, args.image_size,
-                                        args.cache_dir, num_workers=args.workers)
+                                        cache_dir, num_workers=args.workers)
     augmented = None if args.cached else image_folder("imagenet", "train", args.data,
                                                       transform=train_transform(args.image_size))
     result, mode = linear_probe(encoder, splits["train"], splits["val"], len(classes), protocol, augmented,

@@ -37,6 +37,9 @@ def resnet50_shapes():
 def check_resnet50(state_dict):
     """Raise ArchitectureError naming what the weights are if they are not an ImageNet ResNet-50."""
     conv1 = state_dict.get("conv1.weight")
+    if conv1 is not None and conv1.dim() != 4:
+        raise ArchitectureError(f"conv1.weight has shape {tuple(conv1.shape)}, not a convolution's 4 dimensions; "
+                                "only an ImageNet ResNet-50 converts to detectron2's R50")
     if conv1 is not None and tuple(conv1.shape[2:]) != (7, 7):
         raise ArchitectureError(f"found a CIFAR-style stem (conv1 is {tuple(conv1.shape[2:])}, ImageNet ResNet-50 "
                                 "has 7x7 and a max-pool); only an ImageNet ResNet-50 converts to detectron2's R50")

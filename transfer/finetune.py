@@ -239,6 +239,7 @@ def run_trial(cfg, data_root, trust=False):
     with rng_scope():  # the trial seeds the global generators; the caller gets its own state back
         seed_all_rng(cfg.SEED + comm.get_rank())
         trainer = _Trainer(cfg, trust=trust)
+        logger.info(f"training loop: detectron2's {type(trainer._trainer).__name__}")  # AMPTrainer with AMP
         trainer.resume_or_load(resume=True)
         trainer.train()
         results = _json_safe(_Trainer.test(cfg, trainer.model))

@@ -146,3 +146,25 @@ def test_the_tensor_pipeline_trains_and_resumes_exactly(demo_root, tmp_path):
     lines = [(tmp_path / d / "metrics.jsonl").read_text() for d in ("straight", "resumed")]
     assert lines[0] == lines[1] and len([json.loads(x) for x in lines[0].splitlines()]) > 15
     assert "data_pipeline tensor" in (tmp_path / "straight" / "log.txt").read_text()
+
+
+def test_cmyk_jpegs_and_other_formats_are_decoded_on_the_cpu_as_pil_decodes_them(tmp_path):
+    """The tensor pipeline sends colour and grayscale JPEGs to the device's decoder (nvJPEG on a GPU) and decodes
+    the rest on the CPU (torchvision's nvJPEG decoding does not convert CMYK); every image equals PIL's RGB."""
+    from torchvision.datasets import ImageFolder
+
+    from pretrain.augment import SeededViews, collate
+
+    folder = tmp_path / "train" / "shapes"
+    folder.mkdir(parents=True)
+    pixels = np.asarray(random_image(0, 40, 50).resize((96, 80)))
+    for mode, suffix in (("RGB", "jpg"), ("L", "jpg"), ("CMYK", "jpg"), ("RGB", "png")):
+        Image.fromarray(pixels).convert(mode).save(folder / f"{mode.lower()}.{suffix}", quality=95)
+    dataset = SeededViews(ImageFolder(tmp_path / "train"), recipes()[:1], IMAGE_SIZE, pipeline="tensor")
+    batch, _ = collate([dataset[i] for i in range(len(dataset))])
+    encoded, _, names, device_decodable = zip(*batch)
+    on_device = {name.rsplit("/", 1)[1]: decodable for name, decodable in zip(names, device_decodable)}
+    assert on_device == {"rgb.jpg": True, "l.jpg": True, "cmyk.jpg": False, "rgb.png": False}
+    for name, image in zip(names, decode_batch(list(encoded), "cpu", names, device_decodable)):
+        expected = TF.pil_to_tensor(Image.open(name).convert("RGB"))
+        assert torch.equal(image, expected), name

@@ -127,3 +127,22 @@ def test_the_pipeline_as_submitit_jobs_gives_the_in_process_tables(tmp_path):
     assert max(p["submitted"] for p in pretrain) < min(p["submitted"] + p["seconds"] for p in pretrain)
     again = run(config, tmp_path / "jobs", "--launcher", "submitit-local")
     assert again.returncode == 0 and again.stdout.count("[skip]") == len(manifest)
+
+
+@pytest.mark.slow
+def test_a_detection_stage_spreads_its_trials_over_the_processes_of_its_job(tmp_path, demo_root):
+    """resources.detection.gpus_per_node > 1: the stage (one task of its job) has detectron2's launch start one
+    process per GPU (here gloo processes on the CPU), with no MASTER_ADDR from the job: it must pick its own port."""
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump({
+        "data_root": str(demo_root), "image_size": 32, "methods": {}, "random_baseline": True,
+        "detection": {"voc07": {"config": str(REPO / "configs/demo/voc07.yaml"), "opts": FAST_DETECTION}}}))
+    folder = tmp_path / "voc07"
+    code = ("import json, sys; from pathlib import Path; from sslt_pipeline.config import load_pipeline_config; "
+            "from sslt_pipeline.pipeline import _detection; config = load_pipeline_config(sys.argv[1]); "
+            "print(json.dumps(_detection(config, config.detection['voc07'], None, num_gpus=2)(Path(sys.argv[2]), {})))")
+    env = {k: v for k, v in SINGLE_THREAD.items() if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE")}
+    result = run_tool("-c", code, path, folder, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert set(json.loads(result.stdout.splitlines()[-1])["mean"]) == {"bbox"}
+    assert "naiveSyncBN: BN statistics averaged over 2 process(es)" in (folder / "log.txt").read_text()

@@ -54,6 +54,11 @@ def files(tmp_path_factory, demo_root):
     int_weights = random_resnet()
     int_weights["conv1.weight"] = int_weights["conv1.weight"].long()
     torch.save(int_weights, d / "intweights.pth")
+    scalar_conv1 = random_resnet()
+    scalar_conv1["conv1.weight"] = torch.tensor(1.0)
+    torch.save(scalar_conv1, d / "scalarconv1.pth")
+    header = json.dumps({"w": {"dtype": "Q7", "shape": [2], "data_offsets": [0, 8]}}).encode()  # no such dtype
+    (d / "dtype.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + bytes(8))
     (d / "basenull.yaml").write_text("_BASE_: null\n")
     (d / "deep.json").write_text("[" * 100000)
     (d / "results_negative.json").write_text('{"name": "x", "linear": {"top1": -50}}')
@@ -82,7 +87,7 @@ def files(tmp_path_factory, demo_root):
                  "bad.yaml", "list.yaml", "badbase.yaml", "results_bad.json", "results_broken.json",
                  "results_key.json", "a_file", "negvar.pth", "loop.pth", "fifo.pth", "intkey.pth", "intweights.pth",
                  "basenull.yaml", "deep.json", "results_negative.json", "empty.yaml", "binary.yaml", "twice.yaml",
-                 "nanlr.yaml"):
+                 "nanlr.yaml", "scalarconv1.pth", "dtype.safetensors"):
         f[name] = d / name
     # A dataset with a corrupt JPEG (for workers) and one with a 16-bit PNG, both copies of the small demo data.
     import shutil
@@ -160,6 +165,10 @@ CASES = {
                                                   "no such file"),
     "convert/int-key": (["convert_to_d2", "{intkey.pth}", "-o", "{out}/x.pkl"], "keys that are not names"),
     "convert/int-weights": (["convert_to_d2", "{intweights.pth}", "-o", "{out}/x.pkl"], "holds torch.int64 values"),
+    "convert/scalar-conv1": (["convert_to_d2", "{scalarconv1.pth}", "-o", "{out}/x.pkl"],
+                             "conv1.weight has shape (), not a convolution's 4 dimensions"),
+    "convert/unknown-safetensors-dtype": (["convert_to_d2", "{dtype.safetensors}", "-o", "{out}/x.pkl"],
+                                          "unknown variant `Q7` at line"),  # not safetensors' list of every dtype
     "convert/good": (["convert_to_d2", "{moco.pth}", "-o", "{out}/x.pkl"], None),
     # tools/eval_knn.py
     "knn/k-zero": (knn("--k", "0"), "argument --k: must be a positive integer, got '0'"),
@@ -178,6 +187,7 @@ CASES = {
     "knn/folder-weights": (["eval_knn", "--weights", "{dir}", "--data", "{data}"], "is a folder"),
     "knn/text-weights": (["eval_knn", "--weights", "{text.pth}", "--data", "{data}"], "not a PyTorch checkpoint"),
     "knn/bad-data-root": (knn()[:3] + ["--data", "{out}/nowhere"], "point the datasets root"),
+    "knn/cache-dir-is-a-file": (knn("--cache-dir", "{a_file}"), "exists and is not a folder"),
     "knn/output-in-a-file": (knn("--output", "{a_file}/r.json"), "cannot write"),
     "knn/output-is-a-folder": (knn("--output", "{dir}"), "is a folder"),
     "knn/output-is-a-pipe": (knn("--output", "{fifo.pth}"), "not a regular file"),
@@ -192,6 +202,7 @@ CASES = {
     "linear/seed-negative": (linear("--seed", "-1"), "--seed: must be an integer >= 0"),
     "linear/bad-protocol": (linear("--protocol", "byol"), "invalid choice"),
     "linear/malicious": (["eval_linear", "--weights", "{evil.pth}", "--data", "{data}"], "--trust-checkpoint"),
+    "linear/cache-dir-in-a-file": (linear("--cache-dir", "{a_file}/cache"), "is a file, not a folder"),
     "linear/output-in-a-file": (linear("--output", "{a_file}/r.json"), "cannot write"),
     # tools/train_det.py
     "det/malicious-pkl": (det(weights="{evil.pkl}"), "--trust-checkpoint"),
