@@ -17,14 +17,19 @@ from sslt_core.errors import OutputError
 TMP_MARK = ".tmp-"
 
 
+def check_replaceable(path):
+    """An output may replace a regular file, never a folder, a device, a pipe or a link."""
+    if path.is_symlink() or path.exists() and not path.is_file():
+        raise OutputError(f"{path} exists and is not a regular file (a folder, a device, a pipe or a link); choose "
+                          "another output path")
+
+
 @contextmanager
 def atomic_path(path):
     """with atomic_path(target) as tmp: write tmp (and read it back if needed); on success it replaces target,
     on any error it is removed."""
     path = Path(path)
-    if path.is_symlink() or path.exists() and not path.is_file():
-        raise OutputError(f"{path} exists and is not a regular file (a folder, a device, a pipe or a link); choose "
-                          "another output path")
+    check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     unique = uuid.uuid4().hex[:8]  # two threads of one process may write the same target
     tmp = path.with_name(f".{path.stem}{TMP_MARK}{socket.gethostname()}-{os.getpid()}.{unique}{path.suffix}")

@@ -16,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+from sslt_core.atomic import check_replaceable
 from sslt_core.errors import OutputError, ToolkitError
 
 
@@ -118,9 +119,7 @@ def writable_file(path):
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{path} is a folder; give a file name for the output")
-    if path.is_symlink() or path.exists() and not path.is_file():
-        raise OutputError(f"{path} exists and is not a regular file (a device, a pipe or a link); choose another "
-                          "output path")
+    check_replaceable(path)
     _check_can_create(path, path.parent)
     return path
 
