@@ -135,3 +135,18 @@ def test_linear_layers_before_a_bn_have_a_bias_as_in_the_official_code(method):
     pairs = [(a, b) for head in heads for a, b in zip(head, list(head)[1:]) if isinstance(b, torch.nn.BatchNorm1d)]
     assert pairs and all(isinstance(a, torch.nn.Linear) for a, _ in pairs)
     assert all((a.bias is not None) == BIAS_BEFORE_BN[method] for a, _ in pairs)
+
+
+# Does the last Linear of a head (no BN after it) hold a bias? BYOL's haiku MLP (byol/utils/networks.py):
+# hk.Linear(output_size, with_bias=False); main_swav's projection head, MoCo v2's fc (main_moco.py --mlp) and
+# SimSiam's predictor output (builder.py nn.Linear(pred_dim, dim)): yes.
+LAST_LINEAR_BIAS = {("byol", "projector"): False, ("byol", "predictor"): False, ("swav", "projector"): True,
+                    ("mocov2", "projector"): True, ("simsiam", "predictor"): True}
+
+
+@pytest.mark.parametrize("method, head", sorted(LAST_LINEAR_BIAS))
+def test_the_last_linear_layer_of_a_head_has_a_bias_as_in_the_official_code(method, head):
+    model = build_method(load_config(None, [f"method={method}", "model.arch=resnet18"]))
+    last = getattr(model, head)[-1]
+    assert isinstance(last, torch.nn.Linear)
+    assert (last.bias is not None) == LAST_LINEAR_BIAS[method, head]
