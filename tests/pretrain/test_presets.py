@@ -150,3 +150,15 @@ def test_the_last_linear_layer_of_a_head_has_a_bias_as_in_the_official_code(meth
     last = getattr(model, head)[-1]
     assert isinstance(last, torch.nn.Linear)
     assert (last.bias is not None) == LAST_LINEAR_BIAS[method, head]
+
+
+# The blur's kernel: SimCLR's data_util.gaussian_blur (kernel_size = height // 10) and BYOL's augmentations.py
+# (image_size / blur_divider 10) cut the Gaussian there ("tenth"); MoCo v2 and SimSiam (loader.py GaussianBlur) and
+# main_swav blur with PIL's ImageFilter.GaussianBlur(radius=sigma), which does not ("pil").
+BLUR_KERNEL = {"simclr": "tenth", "byol": "tenth", "mocov2": "pil", "simsiam": "pil", "swav": "pil"}
+
+
+@pytest.mark.parametrize("method", sorted(BLUR_KERNEL))
+def test_the_blur_kernel_is_sized_as_the_official_blur(method):
+    model = build_method(load_config(None, [f"method={method}", "model.arch=resnet18"]))
+    assert {r.blur_kernel for r in model.view_recipes} == {BLUR_KERNEL[method]}
