@@ -299,6 +299,7 @@ def _train(run, output_dir, resume, progress, device, local_rank):
                  f"{cfg.final_lr * lr_scale(cfg):g}" + (f" after {cfg.warmup_epochs:g} warm-up epochs"
                                                           if cfg.warmup_epochs else ""))
     notes += method.prepare(cfg, steps_per_epoch)
+    notes += run.warnings
     if cfg.sync_bn and world == 1:
         notes.append("train.sync_bn: plain BN on one process")
     total_steps = cfg.epochs * steps_per_epoch
