@@ -9,6 +9,7 @@ again and again, each time with a longer path, until the path is too long: os.wa
 class folder of 8 images read as 40). Such a link is refused, naming it.
 """
 import os
+from pathlib import Path
 
 from sslt_core.errors import DatasetError
 
@@ -26,8 +27,9 @@ def _walk(folder, above):
     for entry in entries:
         if not entry.is_dir():
             continue
-        if entry.is_symlink() and os.path.realpath(entry.path) in (*above, real):
-            raise DatasetError(f"{entry.path} is a link to {os.path.realpath(entry.path)}, a folder that holds it: "
+        target = os.path.realpath(entry.path) if entry.is_symlink() else None
+        if target and (target in above or Path(real).is_relative_to(target)):  # through other links, or directly
+            raise DatasetError(f"{entry.path} is a link to {target}, a folder that holds it: "
                                "a loop whose images would be read again and again; remove that link")
         yield from _walk(entry.path, (*above, real))
 
