@@ -387,8 +387,8 @@ def _train(run, output_dir, resume, progress, device, local_rank):
                 bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr:.3g}")
                 if step % cfg.log_every == 0:
                     log({"step": step, "epoch": epoch + 1, "loss": losses[-1], "lr": lr, "output_std": stds[-1]})
-                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                    save_checkpoint(epoch)
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step % steps_per_epoch:
+                    save_checkpoint(epoch)  # at an epoch's end: below, once the epoch's summary line is logged
                 if cfg.max_steps and step >= cfg.max_steps:
                     break
             dim = out["embedding"].shape[1]
