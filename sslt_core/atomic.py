@@ -1,15 +1,16 @@
 """Atomic writes: a reader sees the old file or the new one, never half of one.
 
 A write goes to `.STEM.tmp-HOST-PID.RANDOM.SUFFIX` beside the target (the suffix kept: detectron2 tells formats
-by it; STEM shortened where the name would pass NAME_MAX) and is renamed over it. A process killed mid-write leaves that temporary file behind; `remove_orphans`
-deletes the ones whose writer (a process of this host) is gone, and every run that takes an output folder
-(sslt_core/lock.py) calls it there.
+by it; STEM cut where the name would pass NAME_MAX) and is renamed over it. A process killed mid-write leaves
+that temporary file behind; `remove_orphans` deletes the ones whose writer (a process of this host) is gone, and
+every run that takes an output folder (sslt_core/lock.py) calls it there. Files written in place (a run's log, its
+metrics, a lock) are opened with `open_output`, which never writes through a link.
 """
 import errno
 import json
 import os
-import stat
 import socket
+import stat
 import uuid
 from contextlib import contextmanager
 from pathlib import Path

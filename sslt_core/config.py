@@ -193,7 +193,7 @@ def parse_override(item):
         raise ConfigError(f"override {item!r}: the value is not valid YAML ({str(error).splitlines()[0]})") from None
 
 
-MAX_YAML_VALUES = 5_000  # values of a document, its aliases expanded: the configs here hold < 120, a full detectron2 config ~500
+MAX_YAML_VALUES = 5_000  # values of a document, aliases expanded: configs here hold < 120, a full detectron2 one ~500
 
 
 def _expanded_size(node, sizes, open_nodes):

@@ -51,7 +51,7 @@ _PKL_ALLOWED = {(g.__module__, g.__name__) for g in _numpy_globals()} | {
     ("builtins", "frozenset"), ("builtins", "bytearray"), ("builtins", "complex")}
 
 
-MIN_ALLOCATION_BOUND = 1 << 20  # bytes an allocating constructor in a pickle may ask for: this, or the file's size
+MIN_ALLOCATION_BOUND = 1 << 20  # bytes an allocating constructor in a pickle may ask for: this or the file's size
 
 
 class _Bounded:
@@ -69,8 +69,8 @@ class _Bounded:
             size = 0  # not a size: the constructor itself refuses it
         if size > self.limit:
             raise CheckpointError(f"{self.path} asks for {size} bytes while loading ({self.function.__name__}), more "
-                                  f"than its {Path(self.path).stat().st_size} bytes can hold; it is damaged or hostile: "
-                                  "use another copy")
+                                  f"than its {Path(self.path).stat().st_size} bytes can hold; it is damaged or hostile:"
+                                  " use another copy")
         return self.function(*args, **kwargs)
 
 

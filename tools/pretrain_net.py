@@ -38,10 +38,9 @@ def submit(args, config):
         pass
     record_file = output / "job.json"  # the job last submitted for this folder: never two at once
     record = cluster.read_job_records(record_file, single=True)
-    if record:
-        if cluster.job_state(record["launcher"], record["folder"], record["job_id"]) in ("running", "unknown"):
-            raise ClusterError(f"job {record['job_id']} is still queued or running for {output}; wait for it, or "
-                               f"cancel it (scancel {record['job_id']}) before submitting again")
+    if record and cluster.job_state(record["launcher"], record["folder"], record["job_id"]) in ("running", "unknown"):
+        raise ClusterError(f"job {record['job_id']} is still queued or running for {output}; wait for it, or "
+                           f"cancel it (scancel {record['job_id']}) before submitting again")
     resources = cluster.Resources(nodes=args.nodes, gpus_per_node=args.gpus_per_node,
                                   cpus_per_task=args.cpus_per_task, time=args.time, partition=args.partition,
                                   account=args.account)
