@@ -117,10 +117,10 @@ def writable_file(path):
     it as a Path. Missing folders are not created here (an input error found later must leave nothing behind):
     the nearest existing one must be a folder this process can write into."""
     path = Path(path)
+    check_name_length(path)
     if path.is_dir():
         raise OutputError(f"{path} is a folder; give a file name for the output")
     check_replaceable(path)
-    check_name_length(path)
     _check_can_create(path, path.parent)
     return path
 

@@ -174,8 +174,8 @@ def knn_reference(files, tmp_path_factory):
 
     d = tmp_path_factory.mktemp("knn")
     with pytest.raises(SystemExit) as done:
-        run(_tool_module("eval_knn").main, _fill(KNN + ["--cache-dir", str(d / "cache"), "--output",
-                                                        str(d / "r.json")], files, d))
+        run(_tool_module("eval_knn").main, _fill(KNN[1:] + ["--cache-dir", str(d / "cache"), "--output",
+                                                            str(d / "r.json")], files, d))
     assert done.value.code in (0, None)
     return json.loads((d / "r.json").read_text()), d / "cache"
 
@@ -237,7 +237,7 @@ CACHE_DAMAGE = {
 
 
 @pytest.mark.parametrize("case", sorted(CACHE_DAMAGE))
-def test_a_damaged_feature_cache_is_computed_again_and_said(case, files, knn_reference, tool, tmp_path):
+def test_a_damaged_feature_cache_is_computed_again_and_said(case, files, knn_reference, tool, tmp_path, caplog):
     reference, cache = knn_reference
     shutil.copytree(cache, tmp_path / "cache")
     CACHE_DAMAGE[case](tmp_path / "cache")
@@ -245,16 +245,18 @@ def test_a_damaged_feature_cache_is_computed_again_and_said(case, files, knn_ref
                                   files, tmp_path))
     assert code == 0, stderr[-2000:]
     assert "Traceback" not in stderr
-    assert re.search(r"cached features .*train-.*\.npz .*: computing them again", stderr), stderr[-2000:]
+    said = caplog.text + stderr  # a warning of the eval.features logger (on the console: Python's last resort)
+    assert re.search(r"cached features .*train-.*\.npz .*: computing them again", said), said[-2000:]
     assert json.loads((tmp_path / "r.json").read_text())["knn"] == reference["knn"]  # as a fresh computation
 
 
-def test_an_intact_feature_cache_is_used_silently(files, knn_reference, tool, tmp_path):
+def test_an_intact_feature_cache_is_used_silently(files, knn_reference, tool, tmp_path, caplog):
     reference, cache = knn_reference
     shutil.copytree(cache, tmp_path / "cache")
     code, _, stderr = tool(*_fill(KNN + ["--cache-dir", str(tmp_path / "cache"), "--output", str(tmp_path / "r.json")],
                                   files, tmp_path))
-    assert code == 0 and "computing them again" not in stderr
+    assert code == 0 and "computing them again" not in stderr + caplog.text
+    assert "features train" not in stderr  # nothing computed
     assert json.loads((tmp_path / "r.json").read_text())["knn"] == reference["knn"]
 
 
@@ -268,7 +270,7 @@ def finished_run(files, tmp_path_factory):
 
     d = tmp_path_factory.mktemp("pre")
     with pytest.raises(SystemExit) as done:
-        run(_tool_module("pretrain_net").main, _fill(pretrain(), files, d))
+        run(_tool_module("pretrain_net").main, _fill(pretrain()[1:], files, d))
     assert done.value.code in (0, None)
     return d / "pre"
 
