@@ -175,6 +175,8 @@ def detection_check(config, data, out, device):
     from transfer.finetune import run_trials
 
     fast = ("SOLVER.MAX_ITER", "20", "SOLVER.IMS_PER_BATCH", "4", "TEST.PRECISE_BN.NUM_ITER", "2")
+    if device.type == "cuda":  # the AMP path is the one to check on a GPU (fp32, the protocol's, is the default)
+        fast += ("SOLVER.AMP.ENABLED", "True")
     start = time.perf_counter()
     summary = run_trials(REPO / "configs" / "demo" / config, "random", out, opts=fast, data_root=data, quiet=True)
     seconds = time.perf_counter() - start

@@ -43,7 +43,7 @@ from sslt_pipeline.config import DEFAULT_RESOURCES, RANDOM_BASELINE, folder_name
 from sslt_pipeline.report import write_report
 from sslt_pipeline.stages import Stage, StageJob, run_stages
 from transfer.convert import detectron2_checkpoint, to_detectron2
-from transfer.detection import DETECTION_SETS, register_detection_sets
+from transfer.detection import DETECTION_SETS, check_detection_sets
 from transfer.finetune import build_config, config_chain, run_trials
 
 
@@ -214,7 +214,7 @@ def data_fingerprints(stages, data_root):
 def check_data(config, detection_sets):
     """The datasets the stages read, checked against their layouts before any work."""
     dataset_path("imagenet", config.data_root)
-    register_detection_sets(detection_sets, config.data_root)
+    check_detection_sets(detection_sets, config.data_root)
 
 
 def build_stages(config, detection_gpus=0):

@@ -1,15 +1,18 @@
-"""Resolve every dataset under a datasets root, check its layout, and count what it holds.
+"""Resolve every dataset under a datasets root, check its layout and what its detection splits hold, and count
+its images.
 
     python tools/check_datasets.py --data-root data/demo --verify-images
     DETECTRON2_DATASETS=/datasets python tools/check_datasets.py imagenet voc2007
 
-Exits non-zero with a one-line error on a wrong root, a missing folder, a folder link that loops or (with
---verify-images) an image that does not decode. The images counted are those the tools read: an ImageFolder
-split's class folders as ImageFolder lists them, every image of the other layouts (one listing,
-sslt_core/listing.py).
+Exits non-zero with a one-line error on a wrong root, a missing folder, a folder link that loops, a damaged VOC or
+COCO annotation file or a listed image that is missing (the checks tools/train_det.py runs before training,
+sslt_core/detection_data.py), or (with --verify-images) an image that does not decode. The images counted are those
+the tools read: an ImageFolder split's class folders as ImageFolder lists them, every image of the other layouts
+(one listing, sslt_core/listing.py).
 """
 from sslt_core.cli import ToolParser, run
 from sslt_core.datasets import LAYOUTS, dataset_path
+from sslt_core.detection_data import DETECTION_SPLITS, check_coco_split, check_voc_split
 from sslt_core.images import load_rgb
 from sslt_core.listing import class_samples, image_files
 
@@ -30,11 +33,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     for name in args.datasets:
         path = dataset_path(name, args.data_root)
+        check = check_voc_split if name.startswith("voc") else check_coco_split
+        splits = {split: check(path, split) for split in DETECTION_SPLITS.get(name, ())}
         images = dataset_images(name, path)
         if args.verify_images:
             for image in images:
                 load_rgb(image)
-        print(f"{name:9s} {path}  {len(images)} images" + (", all decode" if args.verify_images else ""))
+        listed = "".join(f", {split} {count}" for split, count in splits.items())
+        print(f"{name:9s} {path}  {len(images)} images{listed}" + (", all decode" if args.verify_images else ""))
 
 
 if __name__ == "__main__":

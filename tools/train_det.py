@@ -41,7 +41,8 @@ def parse_args(argv=None):
     parser.add_argument("--num-machines", type=positive_int, default=1)
     parser.add_argument("--machine-rank", type=non_negative_int, default=0)
     parser.add_argument("--dist-url", default="auto", help="e.g. tcp://host:port for several machines")
-    parser.add_argument(TRUST_FLAG, action="store_true", help="the weights are trusted: allow a full unpickle")
+    parser.add_argument(TRUST_FLAG, action="store_true", help="the weights (and MODEL.LOAD_PROPOSALS' proposal files) "
+                        "are trusted: allow a full unpickle")
     parser.add_argument("opts", nargs="*", help="KEY VALUE pairs overriding the config")
     add_cluster_arguments(parser)
     args = parser.parse_args(argv)
@@ -62,7 +63,7 @@ def submit(args):
     output = Path(args.output_dir)
     with OutputLock(output):  # no local run holds the folder; the trial jobs lock their own trial folders
         start_run(args.config, args.weights, output, args.trials, args.seed, args.opts, args.data_root,
-                  args.resume, args.trust_checkpoint)
+                  args.resume, args.trust_checkpoint, here=False)
     resources = cluster.Resources(nodes=args.nodes, gpus_per_node=args.gpus_per_node,
                                   cpus_per_task=args.cpus_per_task, time=args.time, partition=args.partition,
                                   account=args.account)
@@ -97,7 +98,7 @@ def main(argv=None):
     if args.launcher != "local":
         cluster.check_launcher(args.launcher)
         check_run(args.config, args.weights, args.output_dir, args.trials, args.seed, args.opts, args.resume,
-                  args.trust_checkpoint, args.data_root, world_size=max(1, args.gpus_per_node) * args.nodes)
+                  args.trust_checkpoint, args.data_root, world_size=max(1, args.gpus_per_node) * args.nodes, here=False)
         return submit(args)
     check_run(args.config, args.weights, args.output_dir, args.trials, args.seed, args.opts, args.resume,
               args.trust_checkpoint, args.data_root, world_size=args.num_gpus * args.num_machines)

@@ -28,13 +28,19 @@ from detectron2.utils.logger import setup_logger
 from sslt_core.atomic import check_no_links, check_replaceable, write_bytes_atomic, write_json_atomic
 from sslt_core.checkpoints import check_finite, is_detectron2_checkpoint
 from sslt_core.config import read_yaml
-from sslt_core.errors import CheckpointError, ConfigError, OutputError
+from sslt_core.errors import CheckpointError, ConfigError, OutputError, ResultsError, ToolkitError
 from sslt_core.fingerprint import file_digest
 from sslt_core.lock import LOCK_NAME, OutputLock
 from sslt_core.rng import rng_scope
-from sslt_core.safe_load import load_file
+from sslt_core.safe_load import TRUST_FLAG, load_file
 from transfer.convert import detectron2_resnet50_names
-from transfer.detection import DetectionTrainer, register_detection_sets, summarize_trials
+from transfer.detection import (
+    DetectionTrainer,
+    check_detection_sets,
+    last_checkpoint,
+    register_detection_sets,
+    summarize_trials,
+)
 
 logger = logging.getLogger("transfer")
 
@@ -118,7 +124,11 @@ _VALUE_RULES = (
     ("SOLVER.WARMUP_ITERS", lambda v: v >= 0, ">= 0"),
     ("SOLVER.WARMUP_FACTOR", lambda v: 0 <= v <= 1, "in [0, 1]"),
     ("SOLVER.CHECKPOINT_PERIOD", lambda v: v >= 1, ">= 1"),
-    ("SOLVER.STEPS", lambda v: all(s >= 0 for s in v), "a list of iterations >= 0"),
+    ("SOLVER.STEPS", lambda v: all(_is_int(s) and s >= 0 for s in v) and list(v) == sorted(set(v)),
+     "an increasing list of iterations >= 0, e.g. (300, 400)"),
+    ("MODEL.PIXEL_MEAN", lambda v: len(v) == 3 and all(_is_number(x) for x in v), "3 numbers (one per channel)"),
+    ("MODEL.PIXEL_STD", lambda v: len(v) == 3 and all(_is_number(x) and x > 0 for x in v),
+     "3 numbers > 0 (one per channel)"),
     ("MODEL.RESNETS.DEPTH", lambda v: v in (18, 34, 50, 101, 152), "one of 18, 34, 50, 101, 152"),
     ("MODEL.ROI_HEADS.NUM_CLASSES", lambda v: v >= 1, ">= 1"),
     ("MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", lambda v: v >= 1, ">= 1"),
@@ -130,6 +140,14 @@ _VALUE_RULES = (
     ("INPUT.MAX_SIZE_TRAIN", lambda v: v >= 1, ">= 1"),
     ("INPUT.MAX_SIZE_TEST", lambda v: v >= 1, ">= 1"),
 )
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _numbers(node, prefix=""):
@@ -150,12 +168,28 @@ def check_values(cfg):
         node = cfg
         for part in key.split("."):
             node = node[part]
-        if not test(node):
+        try:
+            good = test(node)
+        except TypeError:  # e.g. a nested list where numbers belong
+            good = False
+        if not good:
             raise ConfigError(f"{key} must be {meaning}, got {node}")
 
 
-def build_config(config_file, opts, weights, output_dir, seed, world_size):
-    """The detectron2 config of one trial. Returns (cfg, notes): what was adjusted, to be said."""
+def check_proposals(cfg, trust):
+    """detectron2 reads DATASETS.PROPOSAL_FILES_* with a full pickle.load (data/build.py
+    load_proposals_into_dataset), which can run code: refused unless the user trusts the files."""
+    files = tuple(cfg.DATASETS.PROPOSAL_FILES_TRAIN) + tuple(cfg.DATASETS.PROPOSAL_FILES_TEST)
+    if (cfg.MODEL.LOAD_PROPOSALS or files) and not trust:
+        raise ConfigError(f"MODEL.LOAD_PROPOSALS {cfg.MODEL.LOAD_PROPOSALS}, DATASETS.PROPOSAL_FILES_* {list(files)}: "
+                          "detectron2 unpickles proposal files, which can run code (and the protocol's RPN computes "
+                          f"its own proposals); remove these keys, or pass {TRUST_FLAG} to train_det if you trust "
+                          "the files")
+
+
+def build_config(config_file, opts, weights, output_dir, seed, world_size, trust=False):
+    """The detectron2 config of one trial. Returns (cfg, notes): what was adjusted, to be said. Precomputed
+    proposal files (they are unpickled) only if `trust`."""
     config_chain(config_file)  # a missing file or base is named as such
     if len(opts) % 2:
         raise ConfigError(f"overrides come as KEY VALUE pairs; got {list(opts)}")
@@ -178,6 +212,7 @@ def build_config(config_file, opts, weights, output_dir, seed, world_size):
             hint = f"did you mean {close[0]}?" if close else "see detectron2's config reference for valid keys"
         raise ConfigError(f"config {config_file} {' '.join(map(str, opts))}: {message}; {hint}") from None
     check_values(cfg)
+    check_proposals(cfg, trust)
     if not 0 <= seed < 2**31:  # detectron2 seeds numpy, which takes 32 bits, with seed + rank
         raise ConfigError(f"--seed must be in [0, 2**31), got {seed}")
     if cfg.SOLVER.IMS_PER_BATCH % world_size:
@@ -202,10 +237,9 @@ def build_config(config_file, opts, weights, output_dir, seed, world_size):
     given = set(map(str, list(opts)[::2]))
     if "MODEL.DEVICE" not in given:
         cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-    if "SOLVER.AMP.ENABLED" not in given:
-        cfg.SOLVER.AMP.ENABLED = cfg.MODEL.DEVICE.startswith("cuda")
+    # fp32 unless asked for: MoCo's detection protocol (detection/configs, detectron2's default) trains in fp32.
     notes.append(f"MODEL.DEVICE {cfg.MODEL.DEVICE}, SOLVER.AMP.ENABLED {cfg.SOLVER.AMP.ENABLED}"
-                 + ("" if {"MODEL.DEVICE", "SOLVER.AMP.ENABLED"} & given else " (AMP on a GPU, the default here)"))
+                 + ("" if cfg.SOLVER.AMP.ENABLED else " (fp32 as the protocol; SOLVER.AMP.ENABLED True for AMP)"))
     cfg.OUTPUT_DIR = str(output_dir)
     cfg.SEED = seed
     cfg.freeze()
@@ -225,13 +259,42 @@ def _json_safe(results):
             for task, metrics in results.items()}
 
 
+def precision(cfg):
+    """How a trial trains, recorded in its result.json: 'amp' (SOLVER.AMP.ENABLED) or 'fp32' (the protocol's)."""
+    return "amp" if cfg.SOLVER.AMP.ENABLED else "fp32"
+
+
+def check_precision(cfg):
+    """AMP needs the GPU that detectron2's AMPTrainer asserts (engine/train_loop.py)."""
+    if cfg.SOLVER.AMP.ENABLED and not cfg.MODEL.DEVICE.startswith("cuda"):
+        raise ConfigError(f"SOLVER.AMP.ENABLED True needs a GPU, but the trial runs on MODEL.DEVICE "
+                          f"{cfg.MODEL.DEVICE}: detectron2's AMPTrainer runs on CUDA only; remove it to train in fp32")
+
+
+def read_result(path):
+    """A trial's result.json: {"seed", "results": {task: {metric: number or None}}, ...}; ResultsError if damaged."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        data = None
+    results = data.get("results") if isinstance(data, dict) else None
+    if not isinstance(results, dict) or not results or not all(
+            isinstance(m, dict) and all(v is None or _is_number(v) and math.isfinite(v) for v in m.values())
+            for m in results.values()):
+        raise ResultsError(f"{path} is not a trial result (JSON with 'results': task -> metric -> number); delete it "
+                           "to run that trial's evaluation again (with --resume)")
+    return data
+
+
 def run_trial(cfg, data_root, trust=False):
     """Train (resuming from the trial folder's last checkpoint if any) and evaluate; rank 0 gets the results.
     Every checkpoint file is read without running code from it unless `trust` (SafeCheckpointer)."""
     result_file = Path(cfg.OUTPUT_DIR) / "result.json"
     if result_file.is_file():
         logger.info(f"{result_file} exists: trial already done")
-        return json.loads(result_file.read_text())["results"]
+        return read_result(result_file)["results"]
+    check_precision(cfg)
     Path(cfg.OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
     check_no_links(cfg.OUTPUT_DIR)  # detectron2 opens its files by name: a planted link would be written through
     register_detection_sets(tuple(cfg.DATASETS.TRAIN) + tuple(cfg.DATASETS.TEST), data_root)
@@ -249,7 +312,8 @@ def run_trial(cfg, data_root, trust=False):
             missing = [k for k in ("AP", "AP50", "AP75") if metrics.get(k) is None]
             if missing:
                 logger.warning(f"{task} {missing} are undefined: the test set has no instance to score")
-        write_json_atomic(result_file, {"seed": cfg.SEED, "results": results})
+        write_json_atomic(result_file, {"seed": cfg.SEED, "precision": precision(cfg), "device": cfg.MODEL.DEVICE,
+                                        "results": results})
     return results
 
 
@@ -261,15 +325,18 @@ def run_identity(config_file, opts, weights, seed):
 
 
 def check_run(config_file, weights, output_dir, trials=1, seed=0, opts=(), resume=False, trust=False,
-              data_root=None, world_size=None):
+              data_root=None, world_size=None, here=True):
     """Everything that can be checked before the output folder is touched: config, weights, datasets, the folder's
-    state; returns the run's identity. Raises ConfigError, CheckpointError, DatasetError or OutputError."""
+    state; returns the run's identity. Raises ConfigError, CheckpointError, DatasetError, ResultsError or
+    OutputError. `here`: the trials run on this machine (not in cluster jobs), so its device is theirs."""
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise ConfigError(f"--trials must be a positive integer, got {trials!r}")
     cfg, _ = build_config(config_file, opts, "", Path(output_dir) / "trial_0", seed,
-                          world_size or comm.get_world_size())
+                          world_size or comm.get_world_size(), trust)
+    if here:
+        check_precision(cfg)
     check_weights(weights, trust)
-    register_detection_sets(tuple(cfg.DATASETS.TRAIN) + tuple(cfg.DATASETS.TEST), data_root)
+    check_detection_sets(tuple(cfg.DATASETS.TRAIN) + tuple(cfg.DATASETS.TEST), data_root)
     identity = run_identity(config_file, opts, weights, seed)
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
@@ -294,7 +361,22 @@ def check_run(config_file, weights, output_dir, trials=1, seed=0, opts=(), resum
             what = ", ".join(f"{k} {recorded.get(k)!r} -> {identity[k]!r}" for k in changed)
             raise ConfigError(f"--resume: {output_dir} was started with other settings ({what}); resume with the "
                               "same config, overrides, weights and seed, or choose another --output-dir")
+        for trial in range(trials):  # what a resumed trial would read: its result, or the checkpoint it names
+            folder = output_dir / f"trial_{trial}"
+            if (folder / "result.json").is_file():
+                read_result(folder / "result.json")
+            elif last_checkpoint(folder):  # read as the resume will read it: no code run, complete
+                checkpoint = load_file(last_checkpoint(folder), trust)
+                if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
+                    raise CheckpointError(f"{last_checkpoint(folder)} holds no 'model' state; delete "
+                                          f"{folder / 'last_checkpoint'} to restart this trial from the start")
     return identity
+
+
+def _no_toolkit_traceback(record):
+    """False for a log record carrying one of the toolkit's errors (detectron2's "Exception during training"):
+    the tool reports it as one line."""
+    return not (record.exc_info and isinstance(record.exc_info[1], ToolkitError))
 
 
 def setup_logging(output_dir, quiet, name_suffix=""):
@@ -306,16 +388,19 @@ def setup_logging(output_dir, quiet, name_suffix=""):
             handler.close()
         log_file = output_dir / f"log{name_suffix}.txt"  # detectron2 opens it to append, following links
         check_replaceable(log_file if comm.get_rank() == 0 else Path(f"{log_file}.rank{comm.get_rank()}"))
-        setup_logger(str(log_file), distributed_rank=comm.get_rank(), name=name,
-                     configure_stdout=not quiet)
+        handlers = setup_logger(str(log_file), distributed_rank=comm.get_rank(), name=name,
+                                configure_stdout=not quiet).handlers
+        for handler in handlers:  # the log file keeps detectron2's traceback; the tool says one line
+            if not isinstance(handler, logging.FileHandler):
+                handler.addFilter(_no_toolkit_traceback)
 
 
 def start_run(config_file, weights, output_dir, trials=1, seed=0, opts=(), data_root=None, resume=False,
-              trust=False):
+              trust=False, here=True):
     """Check everything (main process) and record the run's identity in OUTPUT/run.json."""
     output_dir = Path(output_dir)
     if comm.is_main_process():  # the other processes of a launch would see the run.json written here
-        identity = check_run(config_file, weights, output_dir, trials, seed, opts, resume, trust, data_root)
+        identity = check_run(config_file, weights, output_dir, trials, seed, opts, resume, trust, data_root, here=here)
         if not (output_dir / "run.json").is_file():
             write_json_atomic(output_dir / "run.json", identity)
     comm.synchronize()
@@ -325,7 +410,7 @@ def run_one_trial(config_file, weights, output_dir, trial, seed=0, opts=(), data
     """Trial `trial` (seed + trial) of a started run, its folder locked while it runs; its results (rank 0)."""
     weights_path = "" if weights == "random" else str(weights)
     folder = Path(output_dir) / f"trial_{trial}"
-    cfg, notes = build_config(config_file, opts, weights_path, folder, seed + trial, comm.get_world_size())
+    cfg, notes = build_config(config_file, opts, weights_path, folder, seed + trial, comm.get_world_size(), trust)
     for note in notes:
         logger.info(note)
     lock = OutputLock(folder).acquire() if comm.is_main_process() else None
@@ -342,8 +427,9 @@ def summarize_run(config_file, weights, output_dir, trials, seed=0, opts=()):
     files = [output_dir / f"trial_{k}" / "result.json" for k in range(trials)]
     if not all(f.is_file() for f in files):
         return None
-    per_trial = [{"trial": k, "seed": seed + k, "results": json.loads(f.read_text())["results"]}
-                 for k, f in enumerate(files)]
+    read = [read_result(f) for f in files]
+    per_trial = [{"trial": k, "seed": seed + k, "precision": r.get("precision", "fp32"), "results": r["results"]}
+                 for k, r in enumerate(read)]
     mean, std = summarize_trials([t["results"] for t in per_trial])
     summary = {"config": str(config_file), "weights": weights, "opts": list(opts), "trials": per_trial,
                "mean": mean, "std": std}
