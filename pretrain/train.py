@@ -23,9 +23,11 @@ import yaml
 from tqdm import tqdm
 
 from eval.features import split_features
+from eval.diagnostics import dimensional_collapse_warning
 from eval.knn import accuracy, knn_classify
 from pretrain import distributed
 from pretrain.augment import SeededViews, collate, to_device_views
+from pretrain.label_free_monitor import ProbeSet, label_free_monitor, scalars
 from pretrain.method import output_std
 from pretrain.methods import build_method
 from sslt_core.atomic import write_bytes_atomic
@@ -194,7 +196,7 @@ def _say(output_dir, message):
 
 # What a resumed run may change: where the data lives and how the run is watched, never the recipe.
 RESUMABLE_CHANGES = ("data", "workers", "knn_every", "knn_k", "knn_temperature", "checkpoint_every", "max_steps",
-                     "log_every")
+                     "log_every", "diagnostics_every", "diagnostics_samples", "diagnostics_seed")
 
 
 def _load_checkpoint(path, run, method, optimizer, world):
@@ -336,8 +338,28 @@ def _train(run, output_dir, resume, progress, device, local_rank):
             metrics_file.write(json.dumps(record) + "\n")
             metrics_file.flush()
             for key, value in record.items():
-                if key not in ("step", "epoch") and value is not None:
+                if key not in ("step", "epoch") and isinstance(value, (int, float)):
                     writer.add_scalar(key, value, record.get("step", step))
+
+    probe = None
+    if is_main and cfg.diagnostics_every:  # the same images at every epoch and after a resume
+        probe = ProbeSet(cfg.data, cfg.diagnostics_samples, cfg.diagnostics_seed, cfg.image_size,
+                         method.view_recipes)
+    spectra_path = output_dir / "spectra.jsonl"
+    if is_main and spectra_path.exists():  # as metrics.jsonl: what came after the checkpoint is dropped
+        kept = [line for line in spectra_path.read_text().splitlines() if _logged_by_step(line, step)]
+        write_bytes_atomic(spectra_path, "".join(line + "\n" for line in kept).encode())
+
+    def diagnose(epoch_number):
+        """The label-free monitors into `last` (scalars) and spectra.jsonl (the two spectra), on rank 0."""
+        record = label_free_monitor(method, probe, device, autocast, workers=min(cfg.workers, 4))
+        if epoch_number == cfg.diagnostics_every:  # its cost, once
+            _say(output_dir, f"label-free monitors: {record['seconds']:.1f} s on {record['samples']} probe images "
+                             f"(train.diagnostics_samples {cfg.diagnostics_samples}, seed {cfg.diagnostics_seed})")
+        with open(spectra_path, "a") as file:
+            file.write(json.dumps({"epoch": epoch_number, "step": step, "backbone": record["backbone_spectrum"],
+                                   "projector": record["projector_spectrum"]}) + "\n")
+        return record
 
     losses, stds = [], []
 
@@ -401,6 +423,13 @@ def _train(run, output_dir, resume, progress, device, local_rank):
             if cfg.knn_every and (epoch + 1) % cfg.knn_every == 0 and is_main:
                 last["knn_top1"] = knn_monitor(method.encoder, cfg.data, cfg.image_size, cfg.knn_k, cfg.knn_temperature,
                                                device)
+            if probe is not None and (epoch + 1) % cfg.diagnostics_every == 0:
+                record = diagnose(epoch + 1)
+                last.update(scalars(record))
+                dimensional = dimensional_collapse_warning(record["projector_rankme"], record["samples"], dim,
+                                                           last["output_std"])
+                if dimensional:
+                    _say(output_dir, f"warning: epoch {epoch + 1}: projector output: {dimensional}")
             warning = method.collapse_warning(last["loss"], last["output_std"], dim)
             last["collapse_warning"] = warning
             if warning and is_main:
