@@ -2,7 +2,9 @@
 
 Protocols, as the papers' code runs them:
 - moco:    SGD lr 30 (batch 256), momentum 0.9, wd 0, 100 epochs, lr x0.1 at epochs 60 and 80 (He et al. 2020).
-- simsiam: LARS lr 0.1 x B/256 (batch 4096), momentum 0.9, wd 0, 90 epochs, cosine (Chen & He 2021, A).
+- simsiam: SGD in apex LARC(trust_coefficient=0.001, clip=False) (`--lars`; every parameter adapted, the bias
+           included), lr 0.1 x B/256 (batch 4096), momentum 0.9, wd 0, 90 epochs, cosine (Chen & He 2021, A).
+Both set the lr once per epoch (`adjust_learning_rate` at the start of each epoch).
 A different batch size scales the lr linearly; a different number of epochs scales the milestones.
 
 Two ways to train: on cached features of the center-cropped images (fast), or on features of randomly
@@ -20,12 +22,12 @@ from tqdm import tqdm
 from eval.knn import accuracy
 from sslt_core.errors import ToolkitError
 from sslt_core.images import IMAGENET_MEAN, IMAGENET_STD
-from sslt_core.optim import LARS
+from sslt_core.optim import LARC
 
 
 @dataclass(frozen=True)
 class LinearProtocol:
-    optimizer: str  # sgd | lars
+    optimizer: str  # sgd | larc (apex LARC around SGD, as SimSiam's main_lincls.py --lars)
     lr: float  # at batch_size
     batch_size: int
     epochs: int
@@ -36,7 +38,7 @@ class LinearProtocol:
 
 PROTOCOLS = {
     "moco": LinearProtocol("sgd", lr=30.0, batch_size=256, epochs=100, milestones=(60, 80)),
-    "simsiam": LinearProtocol("lars", lr=0.1 * 4096 / 256, batch_size=4096, epochs=90),
+    "simsiam": LinearProtocol("larc", lr=0.1 * 4096 / 256, batch_size=4096, epochs=90),
 }
 
 
@@ -50,11 +52,11 @@ def adapted(protocol, batch_size=None, epochs=None):
     return protocol
 
 
-def lr_at(protocol, epoch_progress):
-    """The lr at a (fractional) epoch."""
+def lr_at(protocol, epoch):
+    """The lr of an epoch (main_lincls.py's adjust_learning_rate, called at the start of each epoch)."""
     if protocol.milestones:
-        return protocol.lr * 0.1 ** sum(epoch_progress >= m for m in protocol.milestones)
-    return protocol.lr * 0.5 * (1 + math.cos(math.pi * epoch_progress / protocol.epochs))
+        return protocol.lr * 0.1 ** sum(epoch >= m for m in protocol.milestones)
+    return protocol.lr * 0.5 * (1 + math.cos(math.pi * epoch / protocol.epochs))
 
 
 def train_transform(crop_size):
@@ -85,8 +87,8 @@ def _classifier(dim, num_classes, seed):
 
 
 def _optimizer(protocol, layer):
-    if protocol.optimizer == "lars":
-        return LARS(layer.parameters(), lr=protocol.lr, weight_decay=protocol.weight_decay,
+    if protocol.optimizer == "larc":
+        return LARC(layer.parameters(), lr=protocol.lr, weight_decay=protocol.weight_decay,
                     momentum=protocol.momentum)
     return torch.optim.SGD(layer.parameters(), lr=protocol.lr, momentum=protocol.momentum,
                            weight_decay=protocol.weight_decay)
@@ -98,10 +100,9 @@ def train_linear(batches_per_epoch, dim, num_classes, protocol, seed=0, desc="li
     optimizer = _optimizer(protocol, layer)
     generator = torch.Generator().manual_seed(seed)
     for epoch in tqdm(range(protocol.epochs), desc=desc, leave=False):
-        batches = list(batches_per_epoch(epoch, generator))
-        for step, (features, labels) in enumerate(batches):
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(protocol, epoch + step / len(batches))
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(protocol, epoch)
+        for features, labels in list(batches_per_epoch(epoch, generator)):
             loss = torch.nn.functional.cross_entropy(layer(features), labels)
             if not torch.isfinite(loss):
                 raise LinearProbeDiverged(f"linear probe loss is {loss.item()} at epoch {epoch}: lower the lr "

@@ -32,12 +32,15 @@ class ViewRecipe:
     grayscale_p: float = 0.2
     blur_p: float = 0.5
     solarize_p: float = 0.0
+    # the blur kernel (view_params.blur_kernel): "pil" covers the Gaussian as PIL's GaussianBlur, which MoCo v2,
+    # SimSiam and SwAV use; "tenth" is 10% of the crop, as SimCLR's and BYOL's TF code
+    blur_kernel: str = "pil"
 
 
 MOCO_V2 = ViewRecipe()  # also SimSiam's
-SIMCLR = ViewRecipe(scale=(0.08, 1.0), jitter=(0.8, 0.8, 0.8, 0.2))
-BYOL_1 = ViewRecipe(scale=(0.08, 1.0), jitter=(0.4, 0.4, 0.2, 0.1), blur_p=1.0)
-BYOL_2 = ViewRecipe(scale=(0.08, 1.0), jitter=(0.4, 0.4, 0.2, 0.1), blur_p=0.1, solarize_p=0.2)
+SIMCLR = ViewRecipe(scale=(0.08, 1.0), jitter=(0.8, 0.8, 0.8, 0.2), blur_kernel="tenth")
+BYOL_1 = ViewRecipe(scale=(0.08, 1.0), jitter=(0.4, 0.4, 0.2, 0.1), blur_p=1.0, blur_kernel="tenth")
+BYOL_2 = ViewRecipe(scale=(0.08, 1.0), jitter=(0.4, 0.4, 0.2, 0.1), blur_p=0.1, solarize_p=0.2, blur_kernel="tenth")
 SWAV_LARGE = ViewRecipe(scale=(0.14, 1.0), jitter=(0.8, 0.8, 0.8, 0.2))
 SWAV_SMALL = ViewRecipe(size_fraction=96 / 224, scale=(0.05, 0.14), jitter=(0.8, 0.8, 0.8, 0.2))
 

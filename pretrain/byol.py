@@ -1,7 +1,8 @@
 """BYOL (Grill et al. 2020): the online network's normalised prediction regresses the target's projection;
 target = EMA of the online network, xi <- tau xi + (1 - tau) theta, tau = 1 - (1 - tau_base)(cos(pi k/K) + 1)/2;
-the loss is symmetrised over the two views. As in the official haiku code: Linear layers with biases in the heads,
-and the last BN of every residual block starts at zero (`scale_init=zeros`)."""
+the loss is symmetrised over the two views. As in the official haiku code (byol/utils/networks.py MLP): in both
+heads, Linear (with bias) - BN - ReLU - Linear (without bias); the last BN of every residual block starts at zero
+(`scale_init=zeros`)."""
 import math
 from dataclasses import dataclass
 
@@ -35,8 +36,8 @@ class BYOL(Method):
         super().__init__()
         self.cfg = cfg
         self.encoder, dim = build_backbone(cfg.arch, zero_init_residual=True)
-        self.projector = mlp([dim, cfg.proj_hidden, cfg.proj_dim], bias_before_bn=True)
-        self.predictor = mlp([cfg.proj_dim, cfg.proj_hidden, cfg.proj_dim], bias_before_bn=True)
+        self.projector = mlp([dim, cfg.proj_hidden, cfg.proj_dim], bias_before_bn=True, bias_last=False)
+        self.predictor = mlp([cfg.proj_dim, cfg.proj_hidden, cfg.proj_dim], bias_before_bn=True, bias_last=False)
         self.target = frozen_copy(nn.Sequential(self.encoder, self.projector))
         self.view_recipes = (BYOL_1, BYOL_2)
 

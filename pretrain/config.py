@@ -68,6 +68,7 @@ class RunConfig:
     method: str
     train: TrainConfig = field(default_factory=TrainConfig)
     model: object = None
+    warnings: tuple = ()  # for the run's log, not part of the recipe (to_dict leaves them out)
 
     def to_dict(self):
         return {"method": self.method, "train": dataclasses.asdict(self.train), "model": dataclasses.asdict(self.model)}
@@ -80,6 +81,19 @@ def _check_together(run):
         raise ConfigError(f"train.warmup_epochs {train.warmup_epochs} is longer than train.epochs {train.epochs}")
     if train.lr_in_momentum and train.optimizer == "sgd":
         raise ConfigError("train.lr_in_momentum is for train.optimizer lars or larc (torch's SGD keeps lr outside)")
+
+
+def _batch_warning(run, raw, path):
+    """A preset's lr values are for its batch size; with lr_rule none nothing rescales them at another."""
+    made_for = (raw.get("train") or {}).get("batch_size")  # the YAML's own, before overrides
+    train = run.train
+    if train.lr_rule != "none" or made_for is None or made_for == train.batch_size:
+        return ()
+    hint = (" (SwAV at batch 256: configs/pretrain/swav_r50_bs256.yaml, the official batch-256 recipe)"
+            if run.method == "swav" and train.batch_size == 256 else "")
+    return (f"warning: {path} is made for batch {made_for}; this run has batch {train.batch_size} with train.lr_rule "
+            f"none, so base_lr {train.base_lr:g}, warmup_start_lr {train.warmup_start_lr:g} and final_lr "
+            f"{train.final_lr:g} are used as they are: set them for this batch, or use a preset made for it{hint}",)
 
 
 def load_config(path=None, overrides=(), data=None):
@@ -108,4 +122,4 @@ def load_config(path=None, overrides=(), data=None):
     if data is not None:
         run.train = dataclasses.replace(run.train, data=str(data))
     _check_together(run)
-    return run
+    return dataclasses.replace(run, warnings=_batch_warning(run, raw, path))

@@ -1,9 +1,10 @@
 """MLP projection and prediction heads, with the BN placements of SimSiam's ablation (Table 4 of Chen & He 2021).
 
-`mlp(dims, bn_hidden, bn_last, last_affine, bias_before_bn)`: Linear layers between consecutive `dims`, each
-hidden layer followed by (BN) + ReLU, the last one by BN only if `bn_last`, whose affine part is "both"
+`mlp(dims, bn_hidden, bn_last, last_affine, bias_before_bn, bias_last)`: Linear layers between consecutive `dims`,
+each hidden layer followed by (BN) + ReLU, the last one by BN only if `bn_last`, whose affine part is "both"
 (scale and shift), "scale" (SimCLR's projector output: `center=False` in the official TF code) or "none"
-(SimSiam's projector output).
+(SimSiam's projector output). A Linear followed by BN has a bias only with `bias_before_bn`; the last Linear,
+when no BN follows it, only with `bias_last` (BYOL's haiku MLP: `with_bias=False` there).
 """
 import copy
 
@@ -13,14 +14,15 @@ from torch import nn
 LAST_AFFINE = ("both", "scale", "none")
 
 
-def mlp(dims, bn_hidden=True, bn_last=False, last_affine="both", bias_before_bn=False):
+def mlp(dims, bn_hidden=True, bn_last=False, last_affine="both", bias_before_bn=False, bias_last=True):
     if last_affine not in LAST_AFFINE:
         raise ValueError(f"last_affine must be one of {', '.join(LAST_AFFINE)}, got {last_affine!r}")
     layers = []
     for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
         last = i == len(dims) - 2
         use_bn = bn_last if last else bn_hidden
-        layers.append(nn.Linear(d_in, d_out, bias=(not use_bn) or bias_before_bn))
+        bias = bias_before_bn if use_bn else (bias_last or not last)
+        layers.append(nn.Linear(d_in, d_out, bias=bias))
         if use_bn:
             affine = last_affine if last else "both"
             norm = nn.BatchNorm1d(d_out, affine=affine != "none")

@@ -14,7 +14,9 @@ from pretrain.distributed import all_reduce, gather_with_grad, rank
 
 def nt_xent(z1, z2, temperature=0.1):
     """SimCLR (Chen et al. 2020, eq. 1): 2N views, the positive of view i is its pair, the other 2N-2 are
-    negatives; mean over all 2N anchors. Negatives come from every rank, with gradients."""
+    negatives. Negatives come from every rank, with gradients. At the official TF code's scale
+    (objective.py add_contrastive_loss: loss_a + loss_b, each a mean over the N anchors of one view): twice the
+    paper's mean over all 2N anchors, which matters under LARS (BN and bias steps, the weight decay's share)."""
     z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
     n = z1.shape[0]
     all_z1, all_z2 = gather_with_grad(z1), gather_with_grad(z2)
@@ -26,7 +28,7 @@ def nt_xent(z1, z2, temperature=0.1):
     is_self = F.one_hot(own, 2 * total).bool()  # an anchor is not its own negative
     logits = (anchors @ candidates.T / temperature).masked_fill(is_self, float("-inf"))
     positives = torch.cat([own[n:], own[:n]])
-    return F.cross_entropy(logits, positives)
+    return 2 * F.cross_entropy(logits, positives)  # the mean over 2n anchors, n of each view: loss_a + loss_b
 
 
 def info_nce(q, k, queue, temperature=0.2):

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import random
+import shutil
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -32,8 +33,8 @@ from pretrain.method import output_std
 from pretrain.methods import build_method
 from sslt_core.atomic import write_bytes_atomic
 from sslt_core.datasets import dataset_path, image_folder
-from sslt_core.errors import CheckpointError, ConfigError, OutputError, ToolkitError
-from sslt_core.lock import OutputLock
+from sslt_core.errors import CheckpointError, ConfigError, DatasetError, OutputError, ToolkitError
+from sslt_core.lock import LOCK_NAME, OutputLock
 from sslt_core.optim import LARC, LARS
 from sslt_core.rng import rng_scope
 from sslt_core.safe_load import TRUST_FLAG, load_file
@@ -247,14 +248,26 @@ def _has_checkpoint(output_dir):
     return path.exists() or path.is_symlink()
 
 
+def _remove_new(output_dir, before):
+    """Remove what this run created in output_dir (config.yaml, log.txt, metrics.jsonl, tensorboard/), the lock
+    file aside."""
+    for path in output_dir.iterdir():
+        if path.name not in before and path.name != LOCK_NAME:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+
 def train(run, output_dir, resume=False, progress=True):
     """Pretrain `run` (a RunConfig) into `output_dir`, which it locks; return the last epoch's metrics."""
     dataset_path("imagenet", run.train.data)  # a wrong data root fails before the output folder is touched
     device, local_rank = setup_distributed()
-    lock, refusal = None, None
+    lock, refusal, before = None, None, set()
     if distributed.rank() == 0:  # the output folder is rank 0's: the other ranks learn whether it got it
         try:
             lock = OutputLock(output_dir).acquire()
+            before = {p.name for p in Path(output_dir).iterdir()}
             if _has_checkpoint(output_dir) and not resume:
                 raise OutputError(f"{Path(output_dir) / 'checkpoint.pth'} exists: pass --resume to continue it, or "
                                   "choose another --output-dir")
@@ -269,6 +282,10 @@ def train(run, output_dir, resume=False, progress=True):
             _say(Path(output_dir), lock.note())
         with rng_scope():  # the run seeds the global generators; the caller gets its own state back
             return _train(run, Path(output_dir), resume, progress, device, local_rank)
+    except DatasetError:  # bad data (an image that does not decode) before any checkpoint: no partial output
+        if lock and not _has_checkpoint(output_dir):
+            _remove_new(Path(output_dir), before)
+        raise
     finally:
         if lock:
             lock.release()
@@ -301,6 +318,7 @@ def _train(run, output_dir, resume, progress, device, local_rank):
                  f"{cfg.final_lr * lr_scale(cfg):g}" + (f" after {cfg.warmup_epochs:g} warm-up epochs"
                                                           if cfg.warmup_epochs else ""))
     notes += method.prepare(cfg, steps_per_epoch)
+    notes += run.warnings
     if cfg.sync_bn and world == 1:
         notes.append("train.sync_bn: plain BN on one process")
     total_steps = cfg.epochs * steps_per_epoch
@@ -409,8 +427,8 @@ def _train(run, output_dir, resume, progress, device, local_rank):
                 bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr:.3g}")
                 if step % cfg.log_every == 0:
                     log({"step": step, "epoch": epoch + 1, "loss": losses[-1], "lr": lr, "output_std": stds[-1]})
-                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                    save_checkpoint(epoch)
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step % steps_per_epoch:
+                    save_checkpoint(epoch)  # at an epoch's end: below, once the epoch's summary line is logged
                 if cfg.max_steps and step >= cfg.max_steps:
                     break
             dim = out["embedding"].shape[1]

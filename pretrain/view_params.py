@@ -14,6 +14,7 @@ import torch
 
 CROP_RATIO = (3 / 4, 4 / 3)  # RandomResizedCrop's default aspect ratios
 BLUR_SIGMA = (0.1, 2.0)
+BLUR_COVER = 4  # sigmas on each side a "pil" blur kernel covers: the Gaussian's mass left out is below 1e-4
 SOLARIZE_THRESHOLD = 128  # of 255
 
 
@@ -68,9 +69,15 @@ def jitter_params(strengths, generator):
     return (order, *factors, _uniform(-h, h, generator) if h else None)
 
 
-def blur_kernel(size):
-    """About 10% of the crop, odd (SimCLR B.1)."""
-    return max(3, int(0.1 * size) // 2 * 2 + 1)
+def blur_kernel(size, kind="pil"):
+    """The blur's kernel side, odd. "tenth": about 10% of the crop (SimCLR B.1; SimCLR's and BYOL's TF code cut
+    the Gaussian there). "pil", for the recipes that blur with PIL's GaussianBlur(radius=sigma) (MoCo v2, SimSiam,
+    SwAV), which does not truncate: also wide enough to cover BLUR_COVER sigmas of the largest sigma (17 px; SwAV's
+    96 px crops would otherwise get 9, cutting sigma 2 at 2 sigma), at most the crop (reflect padding)."""
+    tenth = max(3, int(0.1 * size) // 2 * 2 + 1)
+    if kind == "tenth":
+        return tenth
+    return max(tenth, min(2 * math.ceil(BLUR_COVER * BLUR_SIGMA[1]) + 1, (size - 1) // 2 * 2 + 1))
 
 
 def view_size(recipe, image_size):
@@ -85,7 +92,7 @@ def sample_view(recipe, height, width, image_size, generator):
     grayscale = _rand(generator) < recipe.grayscale_p
     blur = None
     if not recipe.blur_p < _rand(generator):
-        blur = (blur_kernel(size), _uniform(*BLUR_SIGMA, generator))
+        blur = (blur_kernel(size, recipe.blur_kernel), _uniform(*BLUR_SIGMA, generator))
     solarize = recipe.solarize_p > 0 and _rand(generator) < recipe.solarize_p
     flip = _rand(generator) < 0.5
     return ViewParams(size, crop, jitter, grayscale, blur, solarize, flip)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sslt_core.errors import DatasetError, DatasetLayoutError
 from sslt_core.images import load_rgb
+from sslt_core.listing import class_folders, class_samples
 
 ENV_VAR = "DETECTRON2_DATASETS"
 # The generated demo data's categories (sslt_demo draws them; transfer registers its detection sets with them).
@@ -84,17 +85,45 @@ def dataset_path(name, root=None):
     )
 
 
-def image_folder(name, split, root=None, transform=None):
-    """torchvision's ImageFolder over `split` of an ImageFolder dataset, reading images with load_rgb."""
-    from torchvision.datasets import ImageFolder
+def _listed_image_folder():
+    """torchvision's ImageFolder listing its images with sslt_core/listing.py (the walk every reader shares);
+    made on first use (torchvision imported then), kept as this module's ListedImageFolder (so that it pickles)."""
+    if "ListedImageFolder" not in globals():
+        from torchvision.datasets import ImageFolder
 
+        class ListedImageFolder(ImageFolder):
+            @staticmethod
+            def find_classes(directory):
+                classes = class_folders(directory)
+                if not classes:
+                    raise FileNotFoundError(f"no class folder in {directory}")
+                return classes, {name: index for index, name in enumerate(classes)}
+
+            @staticmethod
+            def make_dataset(directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False):
+                return class_samples(directory)[1]
+
+        ListedImageFolder.__qualname__ = "ListedImageFolder"
+        globals()["ListedImageFolder"] = ListedImageFolder
+    return globals()["ListedImageFolder"]
+
+
+def __getattr__(name):  # pickle finds ListedImageFolder here in a process that has not made it yet
+    if name == "ListedImageFolder":
+        return _listed_image_folder()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def image_folder(name, split, root=None, transform=None):
+    """torchvision's ImageFolder over `split` of an ImageFolder dataset, reading images with load_rgb and listing
+    them with sslt_core/listing.py."""
     path = dataset_path(name, root) / split
     if not path.is_dir():
         raise DatasetLayoutError(f"{name}: no '{split}' split in {path.parent} (found: {_listing(path.parent)})")
     try:
         # allow_empty: a class folder without images is kept (a test split may lack classes); an empty split
         # is refused by whoever needs images.
-        return ImageFolder(str(path), transform=transform, loader=load_rgb, allow_empty=True)
+        return _listed_image_folder()(str(path), transform=transform, loader=load_rgb, allow_empty=True)
     except FileNotFoundError as error:
         raise DatasetLayoutError(f"{name}: {path} holds no class folders ({error}); expected "
                                  f"{split}/<class>/*.jpg") from None

@@ -18,6 +18,7 @@ import re
 import stat
 import warnings
 import zipfile
+import zlib
 from argparse import Namespace
 from pathlib import Path
 
@@ -114,13 +115,44 @@ def _first_line(error):
     return lines[0][:160] if lines else ""
 
 
+def _damaged_zip(path, error):
+    """A file in torch.save's zip format that torch's zip reader (miniz) could not read: cut short or damaged."""
+    with open(path, "rb") as file:
+        head = file.read(4)
+    text = str(error)
+    return head == b"PK\x03\x04" and ("PytorchStreamReader" in text or "zip" in text.lower())
+
+
+def _unreadable(path, error):
+    if _damaged_zip(path, error):
+        return CheckpointError(f"{path} is not a PyTorch checkpoint: it is a damaged or truncated zip archive "
+                               "(torch.save's format); download or save it again")
+    return CheckpointError(f"{path} is not a PyTorch checkpoint ({type(error).__name__}: "
+                           f"{_first_line(error) or 'unreadable'}); is the file complete?")
+
+
+def _check_zip(path):
+    """torch.load does not check the CRC-32 that torch.save writes for every record: a file damaged in the middle
+    would load with other numbers. zipfile checks them."""
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as error:
+        bad = f"({type(error).__name__})"
+    if bad:
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint: it is a damaged zip archive (torch.save's "
+                              f"format; record {bad} fails its checksum); download or save it again")
+
+
 def _load_torch(path, trust):
+    _check_zip(path)
     if trust:
         try:
             return torch.load(path, map_location="cpu", weights_only=False)
         except Exception as error:
-            raise CheckpointError(f"{path} is not a PyTorch checkpoint ({type(error).__name__}: "
-                                  f"{_first_line(error)})") from None
+            raise _unreadable(path, error) from None
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # torch's note on a plain pickle: refused below instead
@@ -138,8 +170,7 @@ def _load_torch(path, trust):
             if head[:1] == b"\x80" and head[1:2] in (b"\x04", b"\x05"):
                 raise CheckpointError(f"{path} is a plain pickle, not a torch.save checkpoint; if it is a detectron2 "
                                       "checkpoint, name it .pkl") from None
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({type(error).__name__}: "
-                              f"{_first_line(error) or 'unreadable'}); is the file complete?") from None
+        raise _unreadable(path, error) from None
 
 
 def _load_safetensors(path):

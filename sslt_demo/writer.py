@@ -21,7 +21,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from sslt_core.errors import DatasetError
+from sslt_core.errors import DatasetError, OutputError
 from sslt_core.lock import OutputLock
 from sslt_demo.shapes import CLASSES, classification_image, render, sample_layout
 
@@ -210,6 +210,9 @@ def make_demo_data(out, seed=0, size_name="default", force=False):
     manifest = _existing(out, seed, size_name, force)
     if manifest is not None:
         return manifest
+    if out.is_symlink():  # the new set is renamed into place: it would replace the link, not what it points to
+        raise OutputError(f"{out} is a link (to {os.path.realpath(out)}); give that folder as --out, or remove the "
+                          "link")
     with OutputLock(out, lock_path=out.parent / f".{out.name}.lock"):
         manifest = _existing(out, seed, size_name, force)  # another run may have written it meanwhile
         if manifest is not None:

@@ -5,7 +5,9 @@ pretrain -> convert to detectron2 -> kNN and linear probe -> detection runs -> r
 report. Each step is a stage of sslt_pipeline/stages.py: skipped when done and unchanged, resumed when
 interrupted, re-run with what depends on it when its inputs change. A stage's spec holds what its result depends
 on, by content: config texts (a detection config with its whole _BASE_ chain), overrides, the data root, an
-external checkpoint's sha256.
+external checkpoint's sha256, and the fingerprint of every split it reads (data_fingerprints: the images' names,
+labels, sizes and mtimes and a sampled content hash, as the feature caches key them; a split rewritten in place
+re-runs what reads it).
 
     OUTPUT/manifest.json                 stage hashes and statuses
     OUTPUT/<model>/<stage>/              each stage's own output (checkpoints, logs, metrics)
@@ -32,7 +34,8 @@ from sslt_core.atomic import write_bytes_atomic, write_json_atomic
 from sslt_core.checkpoints import read_encoder
 from sslt_core.datasets import dataset_path, image_folder
 from sslt_core.errors import CheckpointError, ConfigError
-from sslt_core.fingerprint import file_digest, tree_fingerprint
+from sslt_core.fingerprint import file_digest, samples_fingerprint
+from sslt_core.listing import files_under
 from sslt_core.lock import OutputLock
 from sslt_core.safe_load import TRUST_FLAG
 from sslt_demo.writer import make_demo_data
@@ -40,7 +43,7 @@ from sslt_pipeline.config import DEFAULT_RESOURCES, RANDOM_BASELINE, folder_name
 from sslt_pipeline.report import write_report
 from sslt_pipeline.stages import Stage, StageJob, run_stages
 from transfer.convert import detectron2_checkpoint, to_detectron2
-from transfer.detection import register_detection_sets
+from transfer.detection import DETECTION_SETS, register_detection_sets
 from transfer.finetune import build_config, config_chain, run_trials
 
 
@@ -70,14 +73,20 @@ class Model:
         return {"weights": "random"}
 
 
-def _pretrain_stage(name, entry, config):
+# The splits a stage reads (its spec's "data", fingerprinted by data_fingerprints once the data is there):
+# "imagenet/<split>", or a detection layout (a key of sslt_core.datasets.LAYOUTS: every file of that dataset).
+EVALUATION_SPLITS = ["imagenet/train", "imagenet/val"]
+
+
+def _pretrain_stage(name, entry, run_config, config):
     def run(folder, inputs):
         run_config = load_config(entry.config, list(entry.overrides), data=config.data_root)
         summary = train(run_config, folder, resume=True, progress=True)
         return {"encoder": str(folder / "encoder.safetensors"), "final": summary}
 
+    reads = EVALUATION_SPLITS if run_config.train.knn_every else ["imagenet/train"]  # the kNN monitor reads val
     return Stage(f"{folder_name(name)}/pretrain", {"config": _texts([entry.config]), "overrides": entry.overrides,
-                                                   "data_root": str(config.data_root)}, run)
+                                                   "data_root": str(config.data_root), "data": reads}, run)
 
 
 def _convert(model):
@@ -152,7 +161,7 @@ def build_models(config):
     models, stages = [], []
     for name, entry in config.methods.items():
         run = load_config(entry.config, entry.overrides)
-        stages.append(_pretrain_stage(name, entry, config))
+        stages.append(_pretrain_stage(name, entry, run, config))
         method = METHODS[run.method][1]
         models.append(Model(name, pretrain=stages[-1].id, traits={
             "method": run.method, "batch_size": run.train.batch_size, "epochs": run.train.epochs,
@@ -169,14 +178,37 @@ def build_models(config):
     return models, stages
 
 
+def entry_datasets(entry):
+    """The detectron2 datasets a detection entry reads; a mistyped detection config or override fails here."""
+    cfg, _ = build_config(entry.config, [str(o) for o in entry.opts], "", Path("unused"), 0, 1)
+    return tuple(sorted(set(cfg.DATASETS.TRAIN + cfg.DATASETS.TEST)))
+
+
 def detection_datasets(config):
     """The datasets every detection entry reads; a mistyped detection config or override fails here, before any
     work."""
-    names = set()
-    for entry in config.detection.values():
-        cfg, _ = build_config(entry.config, [str(o) for o in entry.opts], "", Path("unused"), 0, 1)
-        names.update(cfg.DATASETS.TRAIN + cfg.DATASETS.TEST)
-    return tuple(sorted(names))
+    return tuple(sorted({name for entry in config.detection.values() for name in entry_datasets(entry)}))
+
+
+def split_fingerprint(split, data_root):
+    """The fingerprint of a split a stage reads (see EVALUATION_SPLITS), as it is now; "absent" when it is not
+    there."""
+    if split.startswith("imagenet/"):
+        folder = dataset_path("imagenet", data_root) / split.split("/", 1)[1]
+        return samples_fingerprint(image_folder("imagenet", folder.name, data_root).samples) if folder.is_dir() \
+            else "absent"
+    return samples_fingerprint([(path, "") for path in files_under(dataset_path(split, data_root))])
+
+
+def data_fingerprints(stages, data_root):
+    """Each stage's spec["data"] (the splits it reads) replaced by {split: its fingerprint now}, each split
+    fingerprinted once."""
+    known = {}
+    for stage in stages:
+        for split in stage.spec.get("data", ()):
+            if split not in known:
+                known[split] = split_fingerprint(split, data_root)
+        stage.spec["data"] = {split: known[split] for split in stage.spec.get("data", ())}
 
 
 def check_data(config, detection_sets):
@@ -189,10 +221,13 @@ def build_stages(config, detection_gpus=0):
     """(stages in dependency order, model rows): every model's pretrain, convert, kNN, linear and detection.
     `detection_gpus` > 1: each detection stage spreads its trials over that many processes (detectron2's launch)."""
     models, stages = build_models(config)
+    reads = {key: sorted({DETECTION_SETS[n].layout if n in DETECTION_SETS else n for n in entry_datasets(entry)})
+             for key, entry in config.detection.items()}
     for model in models:
         needs = (model.pretrain,) if model.pretrain else ()
         weights = model.weights_spec()
-        evaluation = {"data_root": str(config.data_root), "image_size": config.image_size, **weights}
+        evaluation = {"data_root": str(config.data_root), "image_size": config.image_size, "data": EVALUATION_SPLITS,
+                      **weights}
         stages.append(Stage(f"{model.folder}/knn", {**evaluation, "knn": asdict(config.knn)}, _knn(config, model),
                             needs))
         stages.append(Stage(f"{model.folder}/linear", {**evaluation, "linear": asdict(config.linear)},
@@ -203,7 +238,7 @@ def build_stages(config, detection_gpus=0):
             convert_id = stages[-1].id
         for key, entry in config.detection.items():
             spec = {"config": _texts(config_chain(entry.config)), "trials": entry.trials, "opts": entry.opts,
-                    "data_root": str(config.data_root), **weights}
+                    "data_root": str(config.data_root), "data": reads[key], **weights}
             stages.append(Stage(f"{model.folder}/{key}", spec, _detection(config, entry, convert_id, detection_gpus),
                                 (convert_id,) if convert_id else ()))
     return stages, models
@@ -265,9 +300,7 @@ def run_pipeline(config_path, output_dir, log=print, launcher="local", max_paral
         if config.demo_data:
             make_demo_data(config.data_root, seed=config.demo_data.seed, size_name=config.demo_data.size)
             check_data(config, detection_sets)
-        data = tree_fingerprint(config.data_root)  # the data at data_root, as it is now: a change re-runs
-        for stage in stages:
-            stage.spec["data"] = data
+        data_fingerprints(stages, config.data_root)  # the splits each stage reads, as they are now
         entries = run_stages(stages, output_dir, log=log, launch=job_launcher(config, launcher) if jobs else None,
                              max_parallel=max_parallel)
         results = [model_result(model, entries, config) for model in models]

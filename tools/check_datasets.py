@@ -3,14 +3,22 @@
     python tools/check_datasets.py --data-root data/demo --verify-images
     DETECTRON2_DATASETS=/datasets python tools/check_datasets.py imagenet voc2007
 
-Exits non-zero with a one-line error on a wrong root, a missing folder or (with --verify-images) an image
-that does not decode.
+Exits non-zero with a one-line error on a wrong root, a missing folder, a folder link that loops or (with
+--verify-images) an image that does not decode. The images counted are those the tools read: an ImageFolder
+split's class folders as ImageFolder lists them, every image of the other layouts (one listing,
+sslt_core/listing.py).
 """
 from sslt_core.cli import ToolParser, run
 from sslt_core.datasets import LAYOUTS, dataset_path
 from sslt_core.images import load_rgb
+from sslt_core.listing import class_samples, image_files
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+def dataset_images(name, path):
+    """The images the tools read from dataset `name` at `path`."""
+    if LAYOUTS[name].class_dirs:
+        return [image for split in LAYOUTS[name].class_dirs for image, _ in class_samples(path / split)[1]]
+    return image_files(path)
 
 
 def main(argv=None):
@@ -22,7 +30,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     for name in args.datasets:
         path = dataset_path(name, args.data_root)
-        images = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        images = dataset_images(name, path)
         if args.verify_images:
             for image in images:
                 load_rgb(image)

@@ -98,3 +98,50 @@ def test_an_encoder_that_gives_nan_features_is_refused_not_scored(demo_root, tmp
     with pytest.raises(CheckpointError, match=r"NaN or infinite features for \d+ of \d+ images"):
         split_features(encoder, description, "random", demo_root, 32, tmp_path / "cache")
     assert not any((tmp_path / "cache").glob("*.npz"))  # nothing cached that a later run would reuse
+
+
+# The evaluation protocol of every published kNN / linear probe (MoCo's main_lincls.py, SimSiam's, DINO's
+# eval_knn.py): Resize(256) then CenterCrop(224) at ImageNet size, i.e. the shorter side resized to 256/224 of the
+# crop. Written here from those numbers, not from the module's constant.
+def protocol_resize(crop):
+    return round(crop * 256 / 224)
+
+
+def demo_crop():
+    import yaml
+
+    from tests.conftest import REPO
+
+    return yaml.safe_load((REPO / "configs" / "pipeline" / "demo.yaml").read_text())["image_size"]
+
+
+def test_the_evaluation_transform_resizes_and_crops_as_the_protocol(demo_root, tmp_path):
+    from PIL import Image
+    from torchvision import transforms
+
+    assert protocol_resize(224) == 256 and demo_crop() == 64 and protocol_resize(64) == 73
+    rng = np.random.default_rng(0)
+    wide = tmp_path / "wide.png"  # not square: the shorter side is the one resized
+    Image.fromarray(rng.integers(0, 256, (300, 451, 3), dtype=np.uint8)).save(wide)
+    demo_image = next((demo_root / "imagenet" / "val").rglob("*.jpg"))
+    for crop in (224, demo_crop(), 32):
+        steps = {type(t).__name__: t for t in eval_transform(crop).transforms}
+        assert steps["Resize"].size == protocol_resize(crop) and tuple(steps["CenterCrop"].size) == (crop, crop)
+        reference = transforms.Compose([transforms.Resize(protocol_resize(crop)), transforms.CenterCrop(crop),
+                                        transforms.ToTensor(),
+                                        transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+        for path in (wide, demo_image):
+            image = Image.open(path).convert("RGB")
+            ours = eval_transform(crop)(image)
+            assert ours.shape == (3, crop, crop)
+            torch.testing.assert_close(ours, reference(image), rtol=0, atol=0)
+
+
+def test_a_changed_crop_ratio_changes_the_feature_cache_key(demo_root, tmp_path, monkeypatch):
+    import eval.features
+
+    encoder, description = build_encoder("random", "resnet18")
+    split_features(encoder, description, "random", demo_root, 32, tmp_path, splits=("val",))
+    monkeypatch.setattr(eval.features, "CROP_RATIO", eval.features.CROP_RATIO * 0.8)  # another ratio
+    _, _, reused = split_features(encoder, description, "random", demo_root, 32, tmp_path, splits=("val",))
+    assert reused == {"val": False} and len(list(tmp_path.glob("val-*.npz"))) == 2

@@ -3,6 +3,7 @@ import pytest
 
 from pretrain.config import load_config
 from pretrain.methods import METHODS
+from pretrain.train import train
 from sslt_core.errors import ConfigError
 from tests.conftest import REPO
 
@@ -67,3 +68,13 @@ def test_a_missing_config_or_a_folder_fails_with_one_line(tmp_path):
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="is a folder"):
         load_config(tmp_path)
+
+
+def test_the_batch_warning_is_written_once_to_the_runs_log(demo_root, tmp_path):
+    preset = tmp_path / "made_for_32.yaml"
+    preset.write_text("method: simsiam\ntrain: {batch_size: 32, lr_rule: none, base_lr: 0.05}\n")
+    run = load_config(preset, [f"train.data={demo_root}", "model.arch=resnet18", "train.image_size=32",
+                               "train.batch_size=16", "train.workers=0", "train.max_steps=1"])
+    train(run, tmp_path / "out", progress=False)
+    log = (tmp_path / "out" / "log.txt").read_text()
+    assert log.count("is made for batch 32; this run has batch 16 with train.lr_rule none") == 1, log

@@ -6,6 +6,7 @@ from torch import nn
 from pretrain.config import load_config
 from pretrain.heads import mlp
 from pretrain.methods import build_method
+from sslt_core.checkpoints import read_encoder
 
 L, B, R = "Linear", "BatchNorm1d", "ReLU"
 # Table 4: "none" - no BN; "hidden" - BN on the hidden layers of projector and predictor; "default" - the projector
@@ -53,3 +54,20 @@ def test_an_unknown_affine_mode_is_refused():
 def test_the_heads_output_widths():
     assert mlp([2048, 512, 128])(torch.randn(4, 2048)).shape == (4, 128)
     assert isinstance(mlp([4, 4, 4], bn_hidden=False)[1], nn.ReLU)
+
+
+@pytest.mark.parametrize("old_head_bias", [False, True])
+def test_byol_checkpoints_with_or_without_the_former_head_bias_still_give_their_encoder(old_head_bias, tmp_path):
+    """The converter reads only the encoder of our checkpoint.pth ("ours": model / encoder.), so a BYOL checkpoint
+    written before the heads lost their last bias converts as one written after."""
+    model = build_method(load_config(None, ["method=byol", "model.arch=resnet18", "model.proj_hidden=32",
+                                            "model.proj_dim=16"]))
+    state = model.state_dict()
+    if old_head_bias:
+        state = {**state, "projector.3.bias": torch.zeros(16), "predictor.3.bias": torch.zeros(16)}
+    torch.save({"ssl_transfer": {"config": {"method": "byol"}}, "model": state}, tmp_path / "checkpoint.pth")
+    weights = read_encoder(tmp_path / "checkpoint.pth")
+    assert weights.source == "ours"
+    encoder = model.encoder.state_dict()
+    assert weights.state_dict.keys() == encoder.keys()
+    assert all(torch.equal(weights.state_dict[k], v) for k, v in encoder.items())

@@ -27,15 +27,27 @@ def g():
     return torch.Generator().manual_seed(0)
 
 
-def test_nt_xent_is_the_mean_over_2n_anchors_of_the_contrastive_log_loss(g):
+def test_nt_xent_is_the_official_loss_a_plus_loss_b_twice_the_papers_mean(g):
+    """SimCLR TF objective.py add_contrastive_loss, written out: logits_ab / logits_aa (self masked) for the
+    anchors of view a, logits_ba / logits_bb for those of view b; loss = loss_a + loss_b, each softmax cross
+    entropy averaged over the N anchors. Eq. 1 of the paper averages over the 2N anchors instead (half)."""
     z1, z2 = torch.randn(5, 8, generator=g), torch.randn(5, 8, generator=g)
-    views, t, n = torch.cat([z1, z2]), 0.3, 5
-    total = 0.0
-    for i in range(2 * n):
-        positive = (i + n) % (2 * n)
-        denominator = sum(math.exp(cos(views[i], views[j]) / t) for j in range(2 * n) if j != i)
-        total += -math.log(math.exp(cos(views[i], views[positive]) / t) / denominator)
-    assert nt_xent(z1, z2, t).item() == pytest.approx(total / (2 * n), rel=1e-5)
+    t, n = 0.3, 5
+
+    def loss_of_view(a, b):  # -log softmax of the positive logit a_i.b_i among [a_i.b_j for all j, a_i.a_k, k != i]
+        total = 0.0
+        for i in range(n):
+            logits = [cos(a[i], b[j]) / t for j in range(n)] + [cos(a[i], a[k]) / t for k in range(n) if k != i]
+            total += -(logits[i] - math.log(sum(math.exp(x) for x in logits)))
+        return total / n
+
+    official = loss_of_view(z1, z2) + loss_of_view(z2, z1)
+    views = torch.cat([z1, z2])
+    papers = sum(-math.log(math.exp(cos(views[i], views[(i + n) % (2 * n)]) / t)
+                           / sum(math.exp(cos(views[i], views[j]) / t) for j in range(2 * n) if j != i))
+                 for i in range(2 * n)) / (2 * n)
+    assert official == pytest.approx(2 * papers, rel=1e-9)
+    assert nt_xent(z1, z2, t).item() == pytest.approx(official, rel=1e-5)
 
 
 def test_info_nce_puts_the_key_against_the_queue(g):

@@ -135,3 +135,61 @@ def test_linear_layers_before_a_bn_have_a_bias_as_in_the_official_code(method):
     pairs = [(a, b) for head in heads for a, b in zip(head, list(head)[1:]) if isinstance(b, torch.nn.BatchNorm1d)]
     assert pairs and all(isinstance(a, torch.nn.Linear) for a, _ in pairs)
     assert all((a.bias is not None) == BIAS_BEFORE_BN[method] for a, _ in pairs)
+
+
+# Does the last Linear of a head (no BN after it) hold a bias? BYOL's haiku MLP (byol/utils/networks.py):
+# hk.Linear(output_size, with_bias=False); main_swav's projection head, MoCo v2's fc (main_moco.py --mlp) and
+# SimSiam's predictor output (builder.py nn.Linear(pred_dim, dim)): yes.
+LAST_LINEAR_BIAS = {("byol", "projector"): False, ("byol", "predictor"): False, ("swav", "projector"): True,
+                    ("mocov2", "projector"): True, ("simsiam", "predictor"): True}
+
+
+@pytest.mark.parametrize("method, head", sorted(LAST_LINEAR_BIAS))
+def test_the_last_linear_layer_of_a_head_has_a_bias_as_in_the_official_code(method, head):
+    model = build_method(load_config(None, [f"method={method}", "model.arch=resnet18"]))
+    last = getattr(model, head)[-1]
+    assert isinstance(last, torch.nn.Linear)
+    assert (last.bias is not None) == LAST_LINEAR_BIAS[method, head]
+
+
+# The blur's kernel: SimCLR's data_util.gaussian_blur (kernel_size = height // 10) and BYOL's augmentations.py
+# (image_size / blur_divider 10) cut the Gaussian there ("tenth"); MoCo v2 and SimSiam (loader.py GaussianBlur) and
+# main_swav blur with PIL's ImageFilter.GaussianBlur(radius=sigma), which does not ("pil").
+BLUR_KERNEL = {"simclr": "tenth", "byol": "tenth", "mocov2": "pil", "simsiam": "pil", "swav": "pil"}
+
+
+@pytest.mark.parametrize("method", sorted(BLUR_KERNEL))
+def test_the_blur_kernel_is_sized_as_the_official_blur(method):
+    model = build_method(load_config(None, [f"method={method}", "model.arch=resnet18"]))
+    assert {r.blur_kernel for r in model.view_recipes} == {BLUR_KERNEL[method]}
+
+
+# The official batch-256 SwAV recipe, scripts/swav_200ep_bs256_pretrain.sh: --epochs 200 --batch_size 64 on 4 GPUs,
+# --base_lr 0.6 --final_lr 0.0006 --warmup_epochs 0 --queue_length 3840 --epoch_queue_starts 15
+# --freeze_prototypes_niters 5005 --epsilon 0.05 --wd 0.000001 --sync_bn pytorch (all GPUs), the rest as the
+# batch-4096 script; main_swav's schedule takes the lrs as they are (no rule).
+SWAV_BS256 = {
+    "train": dict(image_size=224, epochs=200, batch_size=256, optimizer="larc", base_lr=0.6, lr_rule="none",
+                  final_lr=0.0006, weight_decay=1e-6, momentum=0.9, lr_in_momentum=False, warmup_epochs=0,
+                  lr_schedule_unit="step", sync_bn=True, sync_bn_group_size=0),
+    "model": dict(arch="resnet50", proj_hidden=2048, proj_dim=128, prototypes=3000, temperature=0.1, epsilon=0.05,
+                  sinkhorn_iterations=3, small_crops=6, queue_length=3840, queue_start_epoch=15,
+                  freeze_prototypes_steps=5005),
+}
+
+
+@pytest.mark.parametrize("section", ["train", "model"])
+def test_the_swav_batch_256_preset_equals_the_official_script(section):
+    run = load_config(REPO / "configs" / "pretrain" / "swav_r50_bs256.yaml")
+    assert run.method == "swav" and run.warnings == ()
+    found = {key: getattr(getattr(run, section), key) for key in SWAV_BS256[section]}
+    assert found == SWAV_BS256[section]
+
+
+def test_a_preset_at_another_batch_size_with_no_lr_rule_warns():
+    path = REPO / "configs" / "pretrain" / "swav_r50.yaml"
+    assert load_config(path).warnings == ()
+    (warning,) = load_config(path, ["train.batch_size=256"]).warnings
+    assert "made for batch 4096" in warning and "batch 256" in warning and "swav_r50_bs256.yaml" in warning
+    assert load_config(path, ["train.batch_size=256", "train.lr_rule=linear"]).warnings == ()  # rescaled: no trap
+    assert load_config(REPO / "configs" / "pretrain" / "simsiam_r50.yaml", ["train.batch_size=256"]).warnings == ()

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from sslt_core.datasets import dataset_path, image_folder
-from sslt_core.errors import CorruptImageError, DatasetLayoutError
-from tests.conftest import run_tool
+from sslt_core.errors import CorruptImageError, DatasetError, DatasetLayoutError
+from tests.conftest import REPO, run_tool
 
 
 @pytest.mark.parametrize("name", ["imagenet", "voc2007", "voc2012", "coco"])
@@ -85,3 +85,47 @@ def test_make_demo_data_tool_refuses_a_folder_holding_other_data(tmp_path):
     result = run_tool("tools/make_demo_data.py", "--out", tmp_path, "--size", "small")
     assert result.returncode != 0 and "--force" in result.stderr
     assert os.listdir(tmp_path) == ["mine.txt"]
+
+
+def real_images(folder):
+    """The image files under `folder` that are no links and lie under no link (what is really there)."""
+    return sorted(os.path.join(d, f) for d, _, files in os.walk(folder) for f in files if f.endswith(".jpg"))
+
+
+@pytest.mark.parametrize("target", ["..", ".", "../../train"], ids=["to-the-split", "to-itself", "to-the-split-2"])
+def test_a_folder_link_that_loops_is_refused_by_every_reader_and_the_checker(demo_root, tmp_path, tool, target):
+    root = tmp_path / "datasets"
+    shutil.copytree(demo_root / "imagenet", root / "imagenet")
+    link = root / "imagenet" / "train" / "circle" / "loop"
+    link.symlink_to(target)  # os.walk(followlinks=True), as ImageFolder walks, reads the class again and again
+    for split in ("val", "train"):
+        if split == "val":  # the other split is unaffected
+            assert len(image_folder("imagenet", "val", root)) == len(real_images(root / "imagenet" / "val"))
+            continue
+        with pytest.raises(DatasetError, match=f"{link} is a link to .*a folder that holds it.*remove that link"):
+            image_folder("imagenet", split, root)
+    for name, *args in (("check_datasets", "imagenet", "--data-root", root),
+                        ("eval_knn", "--weights", "random", "--arch", "resnet18", "--data", root, "--image-size", 32,
+                         "--workers", 0, "--cache-dir", tmp_path / "cache"),
+                        ("pretrain_net", "--config", REPO / "configs/pretrain/simsiam_demo.yaml", "--data", root,
+                         "--output-dir", tmp_path / "pretrain", "model.arch=resnet18")):
+        code, out, err = tool(name, *args)
+        assert code == 1 and err.strip().splitlines() == [err.strip()] and f"{link} is a link" in err, (name, err)
+
+
+def test_a_linked_class_folder_and_a_linked_sub_folder_are_read_once_by_every_reader(demo_root, tmp_path, tool):
+    root, elsewhere = tmp_path / "datasets", tmp_path / "elsewhere"
+    shutil.copytree(demo_root / "imagenet", root / "imagenet")
+    shutil.move(root / "imagenet" / "train" / "star", elsewhere / "star")  # a class folder kept elsewhere
+    (root / "imagenet" / "train" / "star").symlink_to(elsewhere / "star")
+    shutil.copytree(demo_root / "imagenet" / "val" / "heart", elsewhere / "more_hearts")  # and a linked sub-folder
+    (root / "imagenet" / "train" / "heart" / "more").symlink_to(elsewhere / "more_hearts")
+    from torchvision.datasets import ImageFolder
+
+    reference = ImageFolder(str(root / "imagenet" / "train"))  # torchvision's own walk, with no loop to meet
+    dataset = image_folder("imagenet", "train", root)
+    expected = len(real_images(root / "imagenet" / "train")) + len(real_images(elsewhere))
+    assert len(dataset) == len(reference) == expected and dataset.samples == reference.samples
+    val = len(real_images(root / "imagenet" / "val"))
+    code, out, _ = tool("check_datasets", "imagenet", "--data-root", root)
+    assert code == 0 and f" {expected + val} images" in out
