@@ -3,7 +3,9 @@
     OUTPUT/config.yaml          the resolved config
     OUTPUT/checkpoint.pth       everything an exact resume needs (written atomically; read back weights-only)
     OUTPUT/encoder.safetensors  the exported encoder: a torchvision state dict, metadata {"ssl_transfer": JSON}
-    OUTPUT/metrics.jsonl        one JSON line per logged step and per epoch (loss, output std, kNN accuracy)
+    OUTPUT/metrics.jsonl        one JSON line per logged step and per epoch (loss, output std, kNN accuracy,
+                                the label-free monitors diag_*)
+    OUTPUT/spectra.jsonl        per monitored epoch, the covariance spectra of the backbone and projector outputs
     OUTPUT/log.txt              what the run decided on its own (precision, queue sizes, shuffle BN), warnings
     OUTPUT/tensorboard/         the same scalars for TensorBoard
     OUTPUT/.lock                held while the run lives (sslt_core/lock.py)
