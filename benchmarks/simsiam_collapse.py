@@ -28,7 +28,8 @@ def run_variants(data, epochs, image_size, arch, batch_size, base_lr, variants=V
         run = load_config("configs/pretrain/simsiam_demo.yaml", [
             f"train.data={data}", f"train.epochs={epochs}", f"train.image_size={image_size}",
             f"model.arch={arch}", f"train.batch_size={batch_size}", f"train.base_lr={base_lr}",
-            f"train.knn_every={epochs}", f"train.diagnostics_every={epochs}", "train.diagnostics_samples=512", *overrides, *extra])
+            f"train.knn_every={epochs}", f"train.diagnostics_every={epochs}", "train.diagnostics_samples=512",
+            *overrides, *extra])
         with tempfile.TemporaryDirectory() as out:
             rows[name] = train(run, out, progress=False)
     return rows

@@ -25,8 +25,8 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from eval.features import split_features
 from eval.diagnostics import dimensional_collapse_warning
+from eval.features import split_features
 from eval.knn import accuracy, knn_classify
 from pretrain import distributed
 from pretrain.augment import SeededViews, collate, to_device_views
