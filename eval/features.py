@@ -4,11 +4,15 @@ The encoder comes from any checkpoint the converter reads (sslt_core/checkpoints
 without `fc`, in eval mode. Images go through the evaluation protocol: resize to crop/0.875, center crop
 (256 -> 224 on ImageNet). Features are cached as .npz next to a manifest keyed by content (the checkpoint's
 sha256; the images' names, labels, sizes, mtimes and a sampled content hash, sslt_core/fingerprint.py; the
-transform), so a second evaluation of the same encoder on the same images reuses them.
+transform), so a second evaluation of the same encoder on the same images reuses them. A cache file is used only
+when it holds what its manifest records (dtypes, one row per image with its label, the arrays' sha256); else it
+is computed again and the log says why.
 """
 import hashlib
 import io
 import json
+import logging
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +30,7 @@ from sslt_core.images import CROP_RATIO, IMAGENET_MEAN, IMAGENET_STD
 from sslt_core.resnets import RESNETS, resnet_structure
 
 ARCHS = tuple(RESNETS.values())  # for the random-init baseline
+logger = logging.getLogger(__name__)
 
 
 def resnet_arch(state_dict):
@@ -131,17 +136,49 @@ def cached_features(encoder, description, weights, dataset, split_name, crop_siz
     if cache_dir.is_dir():
         remove_orphans(cache_dir)  # temporary files of killed writes
     path = cache_dir / f"{split_name}-{key}.npz"
-    if path.is_file():
-        with np.load(path) as data:
-            features, labels = data["features"], data["labels"]
-        check_features(features, f"cached features {path}")
-        return features, labels, True
+    if path.is_file() or path.is_symlink():
+        cached, problem = _read_cache(path, dataset)
+        if cached:
+            return *cached, True
+        logger.warning(f"cached features {path} {problem}: computing them again")
     features, labels = extract_features(encoder, dataset, desc=f"features {split_name}", **kwargs)
     buffer = io.BytesIO()
     np.savez(buffer, features=features, labels=labels)
     write_bytes_atomic(path, buffer.getvalue())
-    write_json_atomic(cache_dir / f"{path.stem}.json", manifest)
+    write_json_atomic(cache_dir / f"{path.stem}.json", {**manifest, "arrays_sha256": _arrays_digest(features, labels)})
     return features, labels, False
+
+
+def _arrays_digest(features, labels):
+    return hashlib.sha256(features.tobytes() + labels.tobytes()).hexdigest()
+
+
+def _read_cache(path, dataset):
+    """((features, labels), None) from a cache file that holds what its manifest says, else (None, what is wrong):
+    the arrays' dtypes and shapes, one row per image of `dataset` with its label, and their sha256 as recorded when
+    they were written (rows permuted or cut, a label changed, a file swapped). No pickled objects are loaded."""
+    try:
+        if path.is_symlink():
+            return None, "is a link, not a file this toolkit wrote"
+        recorded = json.loads(path.with_suffix(".json").read_text()).get("arrays_sha256")
+    except (OSError, ValueError, AttributeError):
+        return None, "has no readable manifest beside it"
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            features, labels = data["features"], data["labels"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:  # cut, object arrays, other keys
+        return None, f"cannot be read ({type(error).__name__})"
+    expected = np.array([label for _, label in dataset.samples], dtype=np.int64)
+    if features.dtype != np.float32 or features.ndim != 2 or labels.dtype != np.int64 or labels.shape != (
+            len(features),):
+        return None, (f"holds {features.dtype} features of shape {features.shape} and {labels.dtype} labels of shape "
+                      f"{labels.shape}, not float32 [N, D] and int64 [N]")
+    if len(labels) != len(expected) or not np.array_equal(labels, expected):
+        return None, f"holds {len(labels)} rows whose labels are not those of the {len(expected)} images"
+    if recorded != _arrays_digest(features, labels):
+        return None, "does not hold the arrays its manifest records (sha256)"
+    check_features(features, f"cached features {path}")
+    return (features, labels), None
 
 
 def aligned_class_lists(train_set, test_set):

@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import math
+import unicodedata
 from collections import defaultdict
 
 from sslt_core.errors import ConfigError
@@ -32,12 +33,14 @@ class Cell:
         self.std = std if (std and self.mean is not None) else None
         self.best = False
 
-    def text(self, bold=lambda s: s):
+    def text(self, bold=lambda s: s, escape=lambda s: s):
+        """The value as shown; `escape` makes it the output format's text, `bold` then marks a best value."""
         if self.failed:
-            return "failed"
+            return escape("failed")
         if self.mean is None:
-            return MISSING
-        text = f"{self.mean:.{self.digits}f}" + (f" ± {self.std:.{self.digits}f}" if self.std is not None else "")
+            return escape(MISSING)
+        text = escape(f"{self.mean:.{self.digits}f}" + (f" ± {self.std:.{self.digits}f}" if self.std is not None
+                                                        else ""))
         return bold(text) if self.best else text
 
     def as_json(self):
@@ -47,8 +50,23 @@ class Cell:
 
 
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-_BOLD = ("\ue000", "\ue001")  # placeholders for \textbf{ and }, put in after escaping
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  "±": r"$\pm$", "✓": r"\checkmark{}", MISSING: "--"}
+_MARKDOWN_SPECIAL = set("\\|*_`<>[]#")  # backslash-escaped (CommonMark): a name cannot end a cell or start markup
+
+
+def _one_line(text):
+    """Control characters and line or paragraph separators as spaces: a table row stays one line."""
+    return "".join(" " if unicodedata.category(char) in ("Cc", "Zl", "Zp") else char for char in text)
+
+
+def markdown_text(text):
+    return "".join("\\" + char if char in _MARKDOWN_SPECIAL else char for char in _one_line(text))
+
+
+def latex_text(text):  # every LaTeX special character escaped: a model name may hold any of them
+    return "".join(_LATEX_ESCAPES.get(char, char) for char in _one_line(text))
+
 
 def _mark_best(rows, columns):
     """Bold the best value of each column as shown (one decimal); nothing when every row with a value shares it."""
@@ -148,14 +166,17 @@ def label_free_table(results):
     return ["name", "method"] + [label for label, _, _ in LABEL_FREE], rows
 
 
-def _cell_text(value, bold=lambda s: s):
-    return value.text(bold) if isinstance(value, Cell) else str(value)
+def _cell_text(value, bold=lambda s: s, escape=lambda s: s):
+    return value.text(bold, escape) if isinstance(value, Cell) else escape(str(value))
 
 
 def render(columns, rows, fmt):
     if fmt == "md":
-        lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-        lines += ["| " + " | ".join(_cell_text(row[c], lambda s: f"**{s}**") for c in columns) + " |" for row in rows]
+        def cells(texts):
+            return "| " + " | ".join(texts) + " |"
+
+        lines = [cells(markdown_text(c) for c in columns), "|" + "---|" * len(columns)]
+        lines += [cells(_cell_text(row[c], lambda s: f"**{s}**", markdown_text) for c in columns) for row in rows]
         return "\n".join(lines) + "\n"
     if fmt == "csv":
         buffer = io.StringIO()
@@ -165,14 +186,9 @@ def render(columns, rows, fmt):
             writer.writerow([_cell_text(row[c]).replace(MISSING, "") for c in columns])
         return buffer.getvalue()
     if fmt == "latex":
-        def latex(text):  # every LaTeX special character escaped: a model name may hold any of them
-            text = "".join(_LATEX_ESCAPES.get(char, char) for char in text)
-            return text.replace("±", r"$\pm$").replace("✓", r"\checkmark").replace(MISSING, "--").replace(
-                _BOLD[0], r"\textbf{").replace(_BOLD[1], "}")
-
         lines = [r"\begin{tabular}{l" + "c" * (len(columns) - 1) + "}", r"\toprule",
-                 " & ".join(latex(c) for c in columns) + r" \\", r"\midrule"]
-        lines += [" & ".join(latex(_cell_text(row[c], lambda s: f"{_BOLD[0]}{s}{_BOLD[1]}")) for c in columns) + r" \\"
+                 " & ".join(latex_text(c) for c in columns) + r" \\", r"\midrule"]
+        lines += [" & ".join(_cell_text(row[c], lambda s: rf"\textbf{{{s}}}", latex_text) for c in columns) + r" \\"
                   for row in rows]
         return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"]) + "\n"
     if fmt == "json":

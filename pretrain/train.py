@@ -33,7 +33,7 @@ from pretrain.augment import SeededViews, collate, to_device_views
 from pretrain.label_free_monitor import ProbeSet, label_free_monitor, scalars
 from pretrain.method import output_std
 from pretrain.methods import build_method
-from sslt_core.atomic import write_bytes_atomic
+from sslt_core.atomic import check_output_folder, check_replaceable, open_output, write_bytes_atomic
 from sslt_core.datasets import dataset_path, image_folder
 from sslt_core.errors import CheckpointError, ConfigError, DatasetError, OutputError, ToolkitError
 from sslt_core.lock import LOCK_NAME, OutputLock
@@ -190,10 +190,24 @@ def _logged_by_step(line, step):
         return False
 
 
+def _metrics_lines(path):
+    """The lines of a run's metrics.jsonl or spectra.jsonl; json.dumps writes ASCII, so a line that is not UTF-8
+    was not ours."""
+    check_replaceable(path)  # a link planted there is neither read nor written through
+    lines = path.read_bytes().splitlines()
+    for number, line in enumerate(lines, 1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CheckpointError(f"{path} line {number} is not UTF-8 text, so this toolkit did not write it; "
+                                  "choose another --output-dir") from None
+    return [line.decode() for line in lines]
+
+
 def _say(output_dir, message):
     """A line for the console and OUTPUT/log.txt (rank 0)."""
     tqdm.write(message)
-    with open(output_dir / "log.txt", "a") as file:
+    with open_output(output_dir / "log.txt", "a") as file:
         file.write(message + "\n")
 
 
@@ -202,7 +216,7 @@ RESUMABLE_CHANGES = ("data", "workers", "knn_every", "knn_k", "knn_temperature",
                      "log_every", "diagnostics_every", "diagnostics_samples", "diagnostics_seed")
 
 
-def _load_checkpoint(path, run, method, optimizer, world):
+def _load_checkpoint(path, run, method, optimizer, world, total_steps):
     """Restore model, optimizer, this rank's state and RNG; return (step, partial-epoch monitors).
     The checkpoint is read weights-only: a file planted in the output folder cannot run code."""
     try:
@@ -227,7 +241,19 @@ def _load_checkpoint(path, run, method, optimizer, world):
     if changed:
         raise CheckpointError(f"{path} was written with other {', '.join(changed)}; resume with the config that wrote "
                               "it (its config.yaml), or choose another --output-dir")
+    step, partial = state["step"], state["partial_epoch"]
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= total_steps:
+        raise CheckpointError(f"{path} records step {step!r}; a run of {total_steps} steps has steps 0 to "
+                              f"{total_steps}: choose another --output-dir")
+    if not (isinstance(partial, (list, tuple)) and len(partial) == 2 and all(
+            isinstance(part, list) and all(isinstance(v, (int, float)) for v in part) for part in partial)):
+        raise CheckpointError(f"{path}: its partial_epoch is not two lists of numbers; choose another --output-dir")
     ranks = state["ranks"]
+    if not isinstance(ranks, (list, tuple)) or not all(
+            isinstance(r, dict) and {"method", "rng"} <= set(r) and isinstance(r["rng"], dict) and
+            {"torch", "numpy", "python", "cuda"} <= set(r["rng"]) for r in ranks):
+        raise CheckpointError(f"{path}: its per-process state (ranks) lacks the method's or the RNG's state; this "
+                              "toolkit did not write it: choose another --output-dir")
     if len(ranks) != world:
         raise CheckpointError(f"{path} was written by {len(ranks)} processes; this run has {world}: resume with the "
                               "same number of processes, or start a new --output-dir")
@@ -239,8 +265,12 @@ def _load_checkpoint(path, run, method, optimizer, world):
         raise CheckpointError(f"{path} does not fit this run's model or optimizer ({detail}); resume with the "
                               "config that wrote it, or choose another --output-dir") from None
     mine = ranks[distributed.rank()]
-    method.load_rank_state(mine["method"])
-    _set_rng_state(mine["rng"])
+    try:
+        method.load_rank_state(mine["method"])
+        _set_rng_state(mine["rng"])
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as error:
+        raise CheckpointError(f"{path}: the state of process {distributed.rank()} is damaged ({type(error).__name__}: "
+                              f"{str(error)[:100]}); choose another --output-dir") from None
     return state["step"], state["partial_epoch"]
 
 
@@ -330,10 +360,23 @@ def _train(run, output_dir, resume, progress, device, local_rank):
     optimizer = build_optimizer(method, cfg)
     step, partial_epoch = 0, ([], [])
     if resume and _has_checkpoint(output_dir):
-        step, partial_epoch = _load_checkpoint(checkpoint_path, run, method, optimizer, world)
+        step, partial_epoch = _load_checkpoint(checkpoint_path, run, method, optimizer, world, total_steps)
         notes.append(f"resumed from {checkpoint_path} at step {step}")
     elif resume:
         notes.append(f"--resume: no {checkpoint_path} yet, starting from step 0")
+    metrics_path, spectra_path, refusal = output_dir / "metrics.jsonl", output_dir / "spectra.jsonl", None
+    kept = {}  # path -> its lines up to the checkpoint's step: what came after (or was cut by a kill) is dropped
+    if is_main:  # links planted where the run writes are refused before it writes anything
+        try:
+            check_output_folder(output_dir / "tensorboard")
+            check_replaceable(output_dir / "log.txt")
+            for path in (metrics_path, spectra_path):
+                if path.exists() or path.is_symlink():
+                    kept[path] = [line for line in _metrics_lines(path) if _logged_by_step(line, step)]
+        except ToolkitError as error:
+            refusal = error
+    if not distributed.all_ranks_agree(refusal is None):
+        raise refusal or OutputError(f"rank 0 could not use the output folder {output_dir}; see its error")
     if is_main:  # written once the checkpoint (if any) is known to fit
         write_bytes_atomic(output_dir / "config.yaml", yaml.safe_dump(run.to_dict(), sort_keys=False).encode())
         for note in notes:
@@ -346,12 +389,10 @@ def _train(run, output_dir, resume, progress, device, local_rank):
     if is_main:
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(output_dir / "tensorboard"), purge_step=step)
-    metrics_path = output_dir / "metrics.jsonl"
-    if is_main and metrics_path.exists():  # lines logged after the checkpoint (or cut by a kill) are dropped
-        kept = [line for line in metrics_path.read_text().splitlines() if _logged_by_step(line, step)]
-        write_bytes_atomic(metrics_path, "".join(line + "\n" for line in kept).encode())
-    metrics_file = open(metrics_path, "a") if is_main else None  # noqa: SIM115 (closed in the finally below)
+        writer = SummaryWriter(str(check_output_folder(output_dir / "tensorboard")), purge_step=step)
+    for path, lines in kept.items():
+        write_bytes_atomic(path, "".join(line + "\n" for line in lines).encode())
+    metrics_file = open_output(metrics_path, "a") if is_main else None  # noqa: SIM115 (closed in the finally below)
 
     def log(record):
         if is_main:
@@ -365,10 +406,6 @@ def _train(run, output_dir, resume, progress, device, local_rank):
     if is_main and cfg.diagnostics_every:  # the same images at every epoch and after a resume
         probe = ProbeSet(cfg.data, cfg.diagnostics_samples, cfg.diagnostics_seed, cfg.image_size,
                          method.view_recipes)
-    spectra_path = output_dir / "spectra.jsonl"
-    if is_main and spectra_path.exists():  # as metrics.jsonl: what came after the checkpoint is dropped
-        kept = [line for line in spectra_path.read_text().splitlines() if _logged_by_step(line, step)]
-        write_bytes_atomic(spectra_path, "".join(line + "\n" for line in kept).encode())
 
     def diagnose(epoch_number):
         """The label-free monitors into `last` (scalars) and spectra.jsonl (the two spectra), on rank 0."""
@@ -376,7 +413,7 @@ def _train(run, output_dir, resume, progress, device, local_rank):
         if epoch_number == cfg.diagnostics_every:  # its cost, once
             _say(output_dir, f"label-free monitors: {record['seconds']:.1f} s on {record['samples']} probe images "
                              f"(train.diagnostics_samples {cfg.diagnostics_samples}, seed {cfg.diagnostics_seed})")
-        with open(spectra_path, "a") as file:
+        with open_output(spectra_path, "a") as file:
             file.write(json.dumps({"epoch": epoch_number, "step": step, "backbone": record["backbone_spectrum"],
                                    "projector": record["projector_spectrum"]}) + "\n")
         return record

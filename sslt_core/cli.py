@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from sslt_core.atomic import check_replaceable
+from sslt_core.atomic import check_name_length, check_replaceable
 from sslt_core.errors import OutputError, ToolkitError
 
 
@@ -93,7 +93,7 @@ def _check_can_create(path, folder):
         existing = existing.parent
     if not existing.is_dir():
         raise OutputError(f"cannot write {path}: {existing} is a file, not a folder; choose another output path")
-    probe = existing / f".{path.name}.probe-{os.getpid()}"
+    probe = existing / f".probe-{os.getpid()}-{id(path):x}"  # short: `path`'s own name may be near NAME_MAX
     try:
         probe.write_bytes(b"")
         probe.unlink()
@@ -117,6 +117,7 @@ def writable_file(path):
     it as a Path. Missing folders are not created here (an input error found later must leave nothing behind):
     the nearest existing one must be a folder this process can write into."""
     path = Path(path)
+    check_name_length(path)
     if path.is_dir():
         raise OutputError(f"{path} is a folder; give a file name for the output")
     check_replaceable(path)

@@ -14,6 +14,7 @@ Requeue: a job whose callable is a `submitit.helpers.Checkpointable` is requeued
 (SIGUSR2 from SLURM, `signal_delay_s` before the limit) and calls itself again, where it resumes from its last
 checkpoint.
 """
+import json
 import os
 import re
 import shutil
@@ -22,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
+from sslt_core.atomic import check_output_folder
 from sslt_core.config import PositiveInt, Range
-from sslt_core.errors import CheckpointError, ClusterError
+from sslt_core.errors import CheckpointError, ClusterError, OutputError
 from sslt_core.safe_load import load_plain_pickle
 
 Launcher = Literal["local", "submitit-local", "slurm"]
@@ -63,7 +65,7 @@ def executor(launcher, folder, resources, name="ssl-transfer", one_task=False):
     import submitit
 
     check_launcher(launcher)
-    folder = Path(folder)
+    folder = check_output_folder(folder)  # submitit writes scripts and logs there: not through a planted link
     tasks = 1 if one_task else resources.tasks_per_node
     if launcher == "slurm":
         ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=30)
@@ -108,6 +110,26 @@ def distributed_from_job(port=None):
                       RANK=str(env.global_rank), WORLD_SIZE=str(env.num_tasks), LOCAL_RANK=str(env.local_rank),
                       LOCAL_WORLD_SIZE=str(env.num_tasks // max(1, env.num_nodes)))
     return env
+
+
+def read_job_records(path, single=False):
+    """The job records in `path` (OUTPUT/job.json: one record with `single`, else {key: record}), each
+    {"launcher", "folder", "job_id"} as this toolkit writes them; None when the file does not exist."""
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        return None
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError) as error:  # ValueError: not UTF-8, or not JSON
+        raise OutputError(f"{path} is not a readable job record ({type(error).__name__}); delete it if no job runs "
+                          "for this folder") from None
+    records = {"": data} if single else data
+    if not isinstance(records, dict) or not all(
+            isinstance(r, dict) and {"launcher", "folder", "job_id"} <= set(r) and isinstance(r["folder"], str)
+            for r in records.values()):
+        raise OutputError(f"{path} is not a job record of this toolkit (each needs launcher, folder and job_id); "
+                          "delete it if no job runs for this folder")
+    return records[""] if single else records
 
 
 def _job(launcher, folder, job_id):

@@ -188,13 +188,53 @@ def parse_override(item):
         raise ConfigError(f"override {item!r} must look like section.key=value, e.g. train.epochs=2")
     key, text = item.split("=", 1)
     try:
-        return key, yaml.safe_load(text) if text else text
+        return key, safe_load_bounded(text) if text else text
     except yaml.YAMLError as error:
         raise ConfigError(f"override {item!r}: the value is not valid YAML ({str(error).splitlines()[0]})") from None
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """yaml.safe_load's loader, refusing a key given twice in one mapping (YAML would keep the last silently)."""
+MAX_YAML_VALUES = 5_000  # values of a document, aliases expanded: configs here hold < 120, a full detectron2 one ~500
+
+
+def _expanded_size(node, sizes, open_nodes):
+    """How many values `node` stands for once every alias in it is expanded (shared nodes counted each time)."""
+    if id(node) in sizes:
+        return sizes[id(node)]
+    if id(node) in open_nodes:  # an alias to an enclosing node: it expands forever
+        return math.inf
+    open_nodes.add(id(node))
+    children = node.value if isinstance(node, yaml.SequenceNode) else [
+        n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else []
+    total = 1
+    for child in children:
+        total += _expanded_size(child, sizes, open_nodes)
+        if total > MAX_YAML_VALUES:
+            break
+    open_nodes.discard(id(node))
+    sizes[id(node)] = total
+    return total
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """yaml.safe_load's loader, refusing a document whose aliases expand past MAX_YAML_VALUES values: a 1 KB
+    'billion laughs' (anchors of anchors) would otherwise take minutes and gigabytes to read and check."""
+
+    def get_single_node(self):
+        node = super().get_single_node()
+        if node is not None and _expanded_size(node, {}, set()) > MAX_YAML_VALUES:
+            raise yaml.YAMLError(f"its aliases (*name) expand to more than {MAX_YAML_VALUES} values (an alias bomb?); "
+                                 "write the values out")
+        return node
+
+
+def safe_load_bounded(text):
+    """yaml.safe_load with aliases expanded to at most MAX_YAML_VALUES values."""
+    return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
+class _UniqueKeyLoader(_BoundedLoader):
+    """yaml.safe_load's loader, refusing a key given twice in one mapping (YAML would keep the last silently), and
+    alias bombs."""
 
     def construct_mapping(self, node, deep=False):
         seen = set()

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from sslt_core.atomic import remove_orphans
+from sslt_core.atomic import open_output, remove_orphans
 from sslt_core.errors import OutputError
 
 LOCK_NAME = ".lock"
@@ -44,7 +44,8 @@ class OutputLock:
     def acquire(self):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            with open_output(self.path, "r+b") as file:  # a link planted as .lock is refused, its target untouched
+                self.fd = os.dup(file.fileno())  # a plain descriptor: the lock lives until released or the process ends
         except OSError as error:
             raise OutputError(f"cannot create output folder {self.folder} ({error.strerror}); choose a folder you "
                               "can write to") from None
@@ -52,8 +53,7 @@ class OutputLock:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             owner = self._read()
-            os.close(self.fd)
-            self.fd = None
+            self._close()
             raise OutputError(f"{self.folder} is in use by {_describe(owner)}; wait for that run to end or choose "
                               "another output folder") from None
         self.previous = self._read()  # left by a run that died while holding the lock
@@ -70,8 +70,11 @@ class OutputLock:
         if self.fd is not None:
             os.ftruncate(self.fd, 0)
             fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
+            self._close()
+
+    def _close(self):
+        os.close(self.fd)
+        self.fd = None
 
     def note(self):
         """What taking the folder found, for the log (None if nothing)."""

@@ -20,6 +20,7 @@ import warnings
 import zipfile
 import zlib
 from argparse import Namespace
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,74 @@ _PKL_ALLOWED = {(g.__module__, g.__name__) for g in _numpy_globals()} | {
     ("builtins", "frozenset"), ("builtins", "bytearray"), ("builtins", "complex")}
 
 
+MIN_ALLOCATION_BOUND = 1 << 20  # bytes an allocating constructor in a pickle may ask for: this or the file's size
+
+
+class _Bounded:
+    """An allow-listed constructor that allocates (bytearray(n), numpy's empty array of a shape), its request checked
+    first: a real pickle rebuilds its data from the file's own bytes, so asking for more than the file holds (a few
+    bytes asking for bytearray(2**45)) is refused instead of exhausting memory."""
+
+    def __init__(self, function, requested, path, limit):
+        self.function, self.requested, self.path, self.limit = function, requested, path, limit
+
+    def __call__(self, *args, **kwargs):
+        try:
+            size = self.requested(*args, **kwargs)
+        except (TypeError, ValueError, OverflowError):
+            size = 0  # not a size: the constructor itself refuses it
+        if size > self.limit:
+            raise CheckpointError(f"{self.path} asks for {size} bytes while loading ({self.function.__name__}), more "
+                                  f"than its {Path(self.path).stat().st_size} bytes can hold; it is damaged or hostile:"
+                                  " use another copy")
+        return self.function(*args, **kwargs)
+
+
+def _bytearray_size(source=0, *args):
+    return source if isinstance(source, int) else 0
+
+
+def _array_size(_subtype=None, shape=0, dtype=None, *args):
+    """Bytes of numpy's _reconstruct(subtype, shape, dtype)."""
+    count = 1
+    for extent in (shape,) if isinstance(shape, int) else shape:
+        count *= max(int(extent), 0)
+    return count * (np.dtype(dtype).itemsize if dtype not in (None, 0) else 8)
+
+
+def _allocation_limit(path):
+    return max(Path(path).stat().st_size, MIN_ALLOCATION_BOUND)
+
+
+def _bounded(path):
+    """{allocating allow-listed constructor: its bounded stand-in} for loading `path`."""
+    limit = _allocation_limit(path)
+    reconstruct = _numpy_globals()[0]  # numpy's _reconstruct(ndarray, shape, dtype): an array of that shape
+    return {bytearray: _Bounded(bytearray, _bytearray_size, path, limit),
+            reconstruct: _Bounded(reconstruct, _array_size, path, limit)}
+
+
+@contextmanager
+def _bounded_torch_allowlist(path):
+    """torch's weights_only unpickler with its allow-listed bytearray bounded as above (its allow-list is a cached
+    dict: the entry is swapped for this load and put back). numpy arrays are left to numpy: it allocates them
+    without touching the memory, and a shape beyond the machine's memory is a MemoryError, reported in one line."""
+    try:
+        from torch._weights_only_unpickler import _get_allowed_globals
+        allowed = _get_allowed_globals()
+    except (ImportError, AttributeError):
+        yield
+        return
+    original = allowed.get("builtins.bytearray")
+    if original is bytearray:
+        allowed["builtins.bytearray"] = _bounded(path)[bytearray]
+    try:
+        yield
+    finally:
+        if original is bytearray:
+            allowed["builtins.bytearray"] = original
+
+
 def _refusal(path, what):
     return CheckpointError(f"{path} holds {what}, which loading would import and could run code; if you trust this "
                            f"file, pass {TRUST_FLAG}")
@@ -59,11 +128,12 @@ def _refusal(path, what):
 class _RestrictedUnpickler(pickle.Unpickler):
     def __init__(self, file, path):
         super().__init__(file, encoding="latin1")
-        self.path = path
+        self.path, self.bounded = path, _bounded(path)
 
     def find_class(self, module, name):
         if (module, name) in _PKL_ALLOWED:
-            return super().find_class(module, name)
+            found = super().find_class(module, name)
+            return self.bounded.get(found, found)
         raise _refusal(self.path, f"a {module}.{name} object")
 
 
@@ -154,11 +224,15 @@ def _load_torch(path, trust):
         except Exception as error:
             raise _unreadable(path, error) from None
     try:
-        with torch.serialization.safe_globals(SAFE_GLOBALS), warnings.catch_warnings():
+        with _bounded_torch_allowlist(path), torch.serialization.safe_globals(SAFE_GLOBALS), \
+                warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # torch's note on a plain pickle: refused below instead
             return torch.load(path, map_location="cpu", weights_only=True)
-    except MemoryError:
+    except CheckpointError:
         raise
+    except MemoryError:
+        raise CheckpointError(f"{path}: not enough memory to load it ({_allocation_limit(path)} bytes on disk); "
+                              "free memory, or load it on a larger machine") from None
     except Exception as error:
         text = str(error)
         found = re.search(r"GLOBAL ([\w.]+)", text)

@@ -21,6 +21,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
+from sslt_core.atomic import open_output
 from sslt_core.errors import DatasetError, OutputError
 from sslt_core.lock import OutputLock
 from sslt_demo.shapes import CLASSES, classification_image, render, sample_layout
@@ -57,7 +58,13 @@ def _rng(seed, *keys):
 
 def _save_jpeg(image, path):
     path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, "JPEG", quality=JPEG_QUALITY)
+    with open_output(path, "wb") as file:  # never through a link
+        image.save(file, "JPEG", quality=JPEG_QUALITY)
+
+
+def _write_text(path, text):
+    with open_output(path, "w") as file:
+        file.write(text)
 
 
 def write_image_folder(root, seed, size):
@@ -131,15 +138,15 @@ def write_voc(root, seed, size, year, splits):
                 presence[file_id][name] = max(presence[file_id].get(name, 0), 0 if obj["difficult"] else 1)
             _save_jpeg(image, root / "JPEGImages" / f"{file_id}.jpg")
             xml = _voc_xml(file_id, f"VOC{year}", image.width, image.height, objects)
-            (root / "Annotations" / f"{file_id}.xml").write_text(xml)
+            _write_text(root / "Annotations" / f"{file_id}.xml", xml)
             ids_of[split].append(file_id)
     if "trainval" in splits:  # VOC's train/val halves of trainval
         ids_of["train"], ids_of["val"] = ids_of["trainval"][0::2], ids_of["trainval"][1::2]
     for split, ids in ids_of.items():
-        (main / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
+        _write_text(main / f"{split}.txt", "".join(f"{i}\n" for i in ids))
         for name in CLASSES:
             lines = "".join(f"{i} {presence[i].get(name, -1):2d}\n" for i in ids)
-            (main / f"{name}_{split}.txt").write_text(lines)
+            _write_text(main / f"{name}_{split}.txt", lines)
     return {split: len(ids) for split, ids in ids_of.items()}
 
 
@@ -169,7 +176,7 @@ def write_coco(root, seed, size, splits):
                 })
         data = {"info": {"description": "ssl-transfer generated demo data", "version": str(GENERATOR_VERSION)},
                 "licenses": [], "images": images, "annotations": annotations, "categories": categories}
-        (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(data))
+        _write_text(root / "annotations" / f"instances_{split}.json", json.dumps(data))
         counts[split] = {"images": len(images), "annotations": len(annotations)}
     return counts
 
@@ -225,6 +232,9 @@ def make_demo_data(out, seed=0, size_name="default", force=False):
 
 def _generate(out, seed, size_name, size):
     partial = out.parent / f".{out.name}.partial-{os.getpid()}"
+    if partial.is_symlink():  # planted: the stale folders were removed above, a link is not followed
+        partial.unlink()
+    partial.mkdir(parents=True)
     try:
         counts = {
             "imagenet": write_image_folder(partial / "imagenet", seed, size),
@@ -235,7 +245,7 @@ def _generate(out, seed, size_name, size):
                                {"train2017": size.coco_train, "val2017": size.coco_val}),
         }
         manifest = {**_settings(seed, size_name), "sizes": asdict(size), "counts": counts}
-        (partial / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        _write_text(partial / "MANIFEST.json", json.dumps(manifest, indent=2) + "\n")
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"
             os.replace(out, old)

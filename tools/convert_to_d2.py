@@ -46,9 +46,9 @@ def main(argv=None):
     output = args.output or default_output(args.checkpoint)
     if output.suffix != ".pkl":
         parser.error(f"output {output} must end in .pkl, which is how detectron2 recognises its own format")
+    writable_file(output)
     if output.resolve() == args.checkpoint.resolve():
         parser.error(f"output {output} would overwrite the checkpoint; pass -o with another name")
-    writable_file(output)
     encoder = read_encoder(args.checkpoint, args.source, trust=args.trust_checkpoint)
     try:
         converted = to_detectron2(encoder.state_dict)

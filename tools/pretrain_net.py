@@ -15,7 +15,6 @@ With --launcher slurm the run is submitted as one SLURM job (one task per GPU, t
 from SLURM's); on preemption or time-out it requeues itself and resumes from its last checkpoint, losing at most
 train.checkpoint_every steps. --launcher submitit-local runs the same job as processes on this machine.
 """
-import json
 from pathlib import Path
 
 from pretrain.config import load_config
@@ -38,11 +37,10 @@ def submit(args, config):
     with OutputLock(output):  # fails now, not in the job, if a run holds the folder
         pass
     record_file = output / "job.json"  # the job last submitted for this folder: never two at once
-    if record_file.is_file():
-        record = json.loads(record_file.read_text())
-        if cluster.job_state(record["launcher"], record["folder"], record["job_id"]) in ("running", "unknown"):
-            raise ClusterError(f"job {record['job_id']} is still queued or running for {output}; wait for it, or "
-                               f"cancel it (scancel {record['job_id']}) before submitting again")
+    record = cluster.read_job_records(record_file, single=True)
+    if record and cluster.job_state(record["launcher"], record["folder"], record["job_id"]) in ("running", "unknown"):
+        raise ClusterError(f"job {record['job_id']} is still queued or running for {output}; wait for it, or "
+                           f"cancel it (scancel {record['job_id']}) before submitting again")
     resources = cluster.Resources(nodes=args.nodes, gpus_per_node=args.gpus_per_node,
                                   cpus_per_task=args.cpus_per_task, time=args.time, partition=args.partition,
                                   account=args.account)

@@ -25,7 +25,7 @@ from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
-from sslt_core.atomic import write_bytes_atomic, write_json_atomic
+from sslt_core.atomic import check_no_links, check_replaceable, write_bytes_atomic, write_json_atomic
 from sslt_core.checkpoints import check_finite, is_detectron2_checkpoint
 from sslt_core.config import read_yaml
 from sslt_core.errors import CheckpointError, ConfigError, OutputError
@@ -233,6 +233,7 @@ def run_trial(cfg, data_root, trust=False):
         logger.info(f"{result_file} exists: trial already done")
         return json.loads(result_file.read_text())["results"]
     Path(cfg.OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
+    check_no_links(cfg.OUTPUT_DIR)  # detectron2 opens its files by name: a planted link would be written through
     register_detection_sets(tuple(cfg.DATASETS.TRAIN) + tuple(cfg.DATASETS.TEST), data_root)
     if comm.is_main_process():
         write_bytes_atomic(Path(cfg.OUTPUT_DIR) / "config.yaml", cfg.dump().encode())
@@ -273,6 +274,8 @@ def check_run(config_file, weights, output_dir, trials=1, seed=0, opts=(), resum
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise OutputError(f"--output-dir {output_dir} is a file; choose a folder")
+    if output_dir.is_dir():
+        check_no_links(output_dir)  # detectron2 writes log.txt, metrics.json, checkpoints by name, through links
     started = output_dir.is_dir() and any(p.name != LOCK_NAME for p in output_dir.iterdir())
     if started and not resume:
         raise OutputError(f"{output_dir} is not empty; pass --resume to continue that run, or choose another "
@@ -301,7 +304,9 @@ def setup_logging(output_dir, quiet, name_suffix=""):
         for handler in list(logging.getLogger(name).handlers):
             logging.getLogger(name).removeHandler(handler)
             handler.close()
-        setup_logger(str(output_dir / f"log{name_suffix}.txt"), distributed_rank=comm.get_rank(), name=name,
+        log_file = output_dir / f"log{name_suffix}.txt"  # detectron2 opens it to append, following links
+        check_replaceable(log_file if comm.get_rank() == 0 else Path(f"{log_file}.rank{comm.get_rank()}"))
+        setup_logger(str(log_file), distributed_rank=comm.get_rank(), name=name,
                      configure_stdout=not quiet)
 
 

@@ -71,7 +71,7 @@ def submit_trials(run, launcher, resources, job_folder):
     submission still runs: not submitted again), or the job just submitted."""
     output = Path(run.output_dir)
     records_file = output / JOBS_FILE
-    records = json.loads(records_file.read_text()) if records_file.is_file() else {}
+    records = cluster.read_job_records(records_file) or {}
     executor = cluster.executor(launcher, job_folder, resources, name="train-det",
                                 one_task=True)  # one task per node: detectron2's launch starts one process per GPU
     outcome = {}
