@@ -3,6 +3,7 @@
     {"name": "SimSiam", "method": "simsiam", "batch_size": 256, "negative_pairs": false,
      "momentum_encoder": false, "epochs": 100,
      "linear": {"top1": 68.1, "top5": 88.0}, "knn": {"top1": 60.2},
+     "label_free": {"rankme": 1520.3, "alpha": 0.91, "alignment": 0.52, "uniformity": -3.4, "samples": 25600},
      "detection": {"voc07": <train_det metrics.json>, "voc0712": ..., "coco_det": ..., "coco_instseg": ...},
      "failed": {"linear": "reason", ...}}
 
@@ -36,6 +37,15 @@ class Accuracy:
 
 
 @dataclass
+class LabelFree:  # eval/label_free.py: RankMe etc. of the backbone, no labels read
+    rankme: Annotated[float, Range(min=0)]
+    alpha: float | None = None
+    alignment: Annotated[float, Range(min=0, max=4)] | None = None
+    uniformity: Annotated[float, Range(max=0)] | None = None
+    samples: int | None = None
+
+
+@dataclass
 class DetectionResult:
     mean: Metrics
     std: Metrics = field(default_factory=dict)
@@ -51,6 +61,7 @@ class ModelResult:
     momentum_encoder: bool | None = None
     linear: Accuracy | None = None
     knn: Accuracy | None = None
+    label_free: LabelFree | None = None
     detection: dict[DetectionKey, DetectionResult] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)  # stage -> reason
 
@@ -71,9 +82,9 @@ def parse_result(data, where="results"):
     if "name" not in data:
         raise ResultsError(f"{where} has no 'name'; see eval/results.py for the format")
     try:
-        for key in ("linear", "knn"):
+        for key, kind in (("linear", Accuracy), ("knn", Accuracy), ("label_free", LabelFree)):
             if data.get(key) is not None:
-                data[key] = _only_known(Accuracy, data[key], f"{where}.{key}")
+                data[key] = _only_known(kind, data[key], f"{where}.{key}")
         if "detection" in data:
             entries = data["detection"] or {}
             if not isinstance(entries, dict):

@@ -1,4 +1,5 @@
-"""The SimSiam paper's two tables from any number of models' results (Chen & He 2021, Tables 4 and 5).
+"""The SimSiam paper's two tables from any number of models' results (Chen & He 2021, Tables 4 and 5), and the
+label-free diagnostics where a result has them.
 
 Results are eval/results.py's ModelResult records. Several results with the same name and epochs are trials:
 their mean +- std is shown. The best value per column is bold, unless every row shares it (a tie, e.g. all 0.0,
@@ -23,9 +24,9 @@ TRANSFER_METRICS = ("AP50", "AP", "AP75")
 class Cell:
     """A table value: mean and std over trials, or missing, or failed with a reason."""
 
-    def __init__(self, values=(), std=None, failed=None):
+    def __init__(self, values=(), std=None, failed=None, digits=1):
         values = [v for v in values if v is not None]
-        self.failed = failed
+        self.failed, self.digits = failed, digits
         self.mean = sum(values) / len(values) if values else None
         if std is None and len(values) > 1:
             std = math.sqrt(sum((v - self.mean) ** 2 for v in values) / (len(values) - 1))
@@ -38,7 +39,8 @@ class Cell:
             return escape("failed")
         if self.mean is None:
             return escape(MISSING)
-        text = escape(f"{self.mean:.1f}" + (f" ± {self.std:.1f}" if self.std is not None else ""))
+        text = escape(f"{self.mean:.{self.digits}f}" + (f" ± {self.std:.{self.digits}f}" if self.std is not None
+                                                        else ""))
         return bold(text) if self.best else text
 
     def as_json(self):
@@ -141,6 +143,29 @@ def transfer_table(results):
     return ["name"] + value_columns, rows
 
 
+# label-free column -> (LabelFree field, decimals); no best value is marked: RankMe ranks runs of one method only,
+# and a higher alpha or a lower uniformity is not better in itself (Garrido et al. 2023; Agrawal et al. 2022).
+LABEL_FREE = (("RankMe", "rankme", 1), ("alpha-ReQ", "alpha", 3), ("alignment", "alignment", 3),
+              ("uniformity", "uniformity", 3), ("images", "samples", 0))
+
+
+def label_free_table(results):
+    """(columns, rows): the label-free diagnostics of each model (its largest pretraining budget)."""
+    groups = defaultdict(list)
+    for result in results:
+        groups[result.name].append(result)
+    rows = []
+    for name, runs in groups.items():
+        best_budget = max(r.epochs or 0 for r in runs)
+        records = [r.label_free for r in runs if (r.epochs or 0) == best_budget and r.label_free is not None]
+        failed = next((_failed(r, "label_free") for r in runs if _failed(r, "label_free")), None)
+        row = {"name": name, "method": runs[0].method or MISSING}
+        for label, key, digits in LABEL_FREE:
+            row[label] = Cell([getattr(r, key) for r in records], failed=failed, digits=digits)
+        rows.append(row)
+    return ["name", "method"] + [label for label, _, _ in LABEL_FREE], rows
+
+
 def _cell_text(value, bold=lambda s: s, escape=lambda s: s):
     return value.text(bold, escape) if isinstance(value, Cell) else escape(str(value))
 
@@ -174,8 +199,10 @@ def render(columns, rows, fmt):
 
 def make_tables(results, fmt="md"):
     """Both tables rendered in `fmt`, the linear-classification table first."""
-    linear, transfer = linear_table(results), transfer_table(results)
+    tables = {"linear": linear_table(results), "transfer": transfer_table(results)}
+    if any(r.label_free is not None or "label_free" in r.failed for r in results):
+        tables["label_free"] = label_free_table(results)
     if fmt == "json":
-        return json.dumps({"linear": json.loads(render(*linear, "json")),
-                           "transfer": json.loads(render(*transfer, "json"))}, indent=2, ensure_ascii=False) + "\n"
-    return render(*linear, fmt) + "\n" + render(*transfer, fmt)
+        return json.dumps({name: json.loads(render(*table, "json")) for name, table in tables.items()}, indent=2,
+                          ensure_ascii=False) + "\n"
+    return "\n".join(render(*table, fmt) for table in tables.values())

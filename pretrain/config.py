@@ -50,6 +50,10 @@ class TrainConfig:
     knn_every: NonNegativeInt = 0  # epochs between kNN monitors on the val split (0: off; for small data, see README)
     knn_k: PositiveInt = 20
     knn_temperature: PositiveFloat = 0.07
+    # Label-free monitors (pretrain/label_free_monitor.py): epochs between them (0: off), probe images, their seed.
+    diagnostics_every: NonNegativeInt = 1
+    diagnostics_samples: Annotated[int, Range(min=2, max=1_000_000)] = 4096
+    diagnostics_seed: Annotated[int, Range(min=0, max=2**31 - 1)] = 0
     checkpoint_every: NonNegativeInt = 0  # steps between checkpoints (0: at the end of every epoch only)
     max_steps: NonNegativeInt = 0  # stop (with a checkpoint) after this many steps; 0: the whole schedule
     log_every: PositiveInt = 10  # steps between metric lines

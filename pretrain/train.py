@@ -3,7 +3,9 @@
     OUTPUT/config.yaml          the resolved config
     OUTPUT/checkpoint.pth       everything an exact resume needs (written atomically; read back weights-only)
     OUTPUT/encoder.safetensors  the exported encoder: a torchvision state dict, metadata {"ssl_transfer": JSON}
-    OUTPUT/metrics.jsonl        one JSON line per logged step and per epoch (loss, output std, kNN accuracy)
+    OUTPUT/metrics.jsonl        one JSON line per logged step and per epoch (loss, output std, kNN accuracy,
+                                the label-free monitors diag_*)
+    OUTPUT/spectra.jsonl        per monitored epoch, the covariance spectra of the backbone and projector outputs
     OUTPUT/log.txt              what the run decided on its own (precision, queue sizes, shuffle BN), warnings
     OUTPUT/tensorboard/         the same scalars for TensorBoard
     OUTPUT/.lock                held while the run lives (sslt_core/lock.py)
@@ -23,10 +25,12 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from eval.diagnostics import dimensional_collapse_warning
 from eval.features import split_features
 from eval.knn import accuracy, knn_classify
 from pretrain import distributed
 from pretrain.augment import SeededViews, collate, to_device_views
+from pretrain.label_free_monitor import ProbeSet, label_free_monitor, scalars
 from pretrain.method import output_std
 from pretrain.methods import build_method
 from sslt_core.atomic import check_output_folder, check_replaceable, open_output, write_bytes_atomic
@@ -187,7 +191,8 @@ def _logged_by_step(line, step):
 
 
 def _metrics_lines(path):
-    """The lines of a run's metrics.jsonl; json.dumps writes ASCII, so a line that is not UTF-8 was not ours."""
+    """The lines of a run's metrics.jsonl or spectra.jsonl; json.dumps writes ASCII, so a line that is not UTF-8
+    was not ours."""
     check_replaceable(path)  # a link planted there is neither read nor written through
     lines = path.read_bytes().splitlines()
     for number, line in enumerate(lines, 1):
@@ -208,7 +213,7 @@ def _say(output_dir, message):
 
 # What a resumed run may change: where the data lives and how the run is watched, never the recipe.
 RESUMABLE_CHANGES = ("data", "workers", "knn_every", "knn_k", "knn_temperature", "checkpoint_every", "max_steps",
-                     "log_every")
+                     "log_every", "diagnostics_every", "diagnostics_samples", "diagnostics_seed")
 
 
 def _load_checkpoint(path, run, method, optimizer, world, total_steps):
@@ -359,13 +364,15 @@ def _train(run, output_dir, resume, progress, device, local_rank):
         notes.append(f"resumed from {checkpoint_path} at step {step}")
     elif resume:
         notes.append(f"--resume: no {checkpoint_path} yet, starting from step 0")
-    metrics_path, kept, refusal = output_dir / "metrics.jsonl", None, None
+    metrics_path, spectra_path, refusal = output_dir / "metrics.jsonl", output_dir / "spectra.jsonl", None
+    kept = {}  # path -> its lines up to the checkpoint's step: what came after (or was cut by a kill) is dropped
     if is_main:  # links planted where the run writes are refused before it writes anything
         try:
             check_output_folder(output_dir / "tensorboard")
             check_replaceable(output_dir / "log.txt")
-            if metrics_path.exists() or metrics_path.is_symlink():  # lines after the checkpoint (or cut by a kill)
-                kept = [line for line in _metrics_lines(metrics_path) if _logged_by_step(line, step)]  # are dropped
+            for path in (metrics_path, spectra_path):
+                if path.exists() or path.is_symlink():
+                    kept[path] = [line for line in _metrics_lines(path) if _logged_by_step(line, step)]
         except ToolkitError as error:
             refusal = error
     if not distributed.all_ranks_agree(refusal is None):
@@ -383,8 +390,8 @@ def _train(run, output_dir, resume, progress, device, local_rank):
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(check_output_folder(output_dir / "tensorboard")), purge_step=step)
-    if kept is not None:
-        write_bytes_atomic(metrics_path, "".join(line + "\n" for line in kept).encode())
+    for path, lines in kept.items():
+        write_bytes_atomic(path, "".join(line + "\n" for line in lines).encode())
     metrics_file = open_output(metrics_path, "a") if is_main else None  # noqa: SIM115 (closed in the finally below)
 
     def log(record):
@@ -392,8 +399,24 @@ def _train(run, output_dir, resume, progress, device, local_rank):
             metrics_file.write(json.dumps(record) + "\n")
             metrics_file.flush()
             for key, value in record.items():
-                if key not in ("step", "epoch") and value is not None:
+                if key not in ("step", "epoch") and isinstance(value, (int, float)):
                     writer.add_scalar(key, value, record.get("step", step))
+
+    probe = None
+    if is_main and cfg.diagnostics_every:  # the same images at every epoch and after a resume
+        probe = ProbeSet(cfg.data, cfg.diagnostics_samples, cfg.diagnostics_seed, cfg.image_size,
+                         method.view_recipes)
+
+    def diagnose(epoch_number):
+        """The label-free monitors into `last` (scalars) and spectra.jsonl (the two spectra), on rank 0."""
+        record = label_free_monitor(method, probe, device, autocast, workers=min(cfg.workers, 4))
+        if epoch_number == cfg.diagnostics_every:  # its cost, once
+            _say(output_dir, f"label-free monitors: {record['seconds']:.1f} s on {record['samples']} probe images "
+                             f"(train.diagnostics_samples {cfg.diagnostics_samples}, seed {cfg.diagnostics_seed})")
+        with open_output(spectra_path, "a") as file:
+            file.write(json.dumps({"epoch": epoch_number, "step": step, "backbone": record["backbone_spectrum"],
+                                   "projector": record["projector_spectrum"]}) + "\n")
+        return record
 
     losses, stds = [], []
 
@@ -457,6 +480,13 @@ def _train(run, output_dir, resume, progress, device, local_rank):
             if cfg.knn_every and (epoch + 1) % cfg.knn_every == 0 and is_main:
                 last["knn_top1"] = knn_monitor(method.encoder, cfg.data, cfg.image_size, cfg.knn_k, cfg.knn_temperature,
                                                device)
+            if probe is not None and (epoch + 1) % cfg.diagnostics_every == 0:
+                record = diagnose(epoch + 1)
+                last.update(scalars(record))
+                dimensional = dimensional_collapse_warning(record["projector_rankme"], record["samples"], dim,
+                                                           last["output_std"])
+                if dimensional:
+                    _say(output_dir, f"warning: epoch {epoch + 1}: projector output: {dimensional}")
             warning = method.collapse_warning(last["loss"], last["output_std"], dim)
             last["collapse_warning"] = warning
             if warning and is_main:

@@ -44,6 +44,46 @@ def plot_pretraining(curves, path):
     _save(figure, path)
 
 
+def epoch_spectra(pretrain_dir):
+    """{epoch: {"backbone": [...], "projector": [...]}} from a pretraining run's spectra.jsonl."""
+    path = Path(pretrain_dir) / "spectra.jsonl"
+    if not path.is_file():
+        return {}
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {r["epoch"]: r for r in lines}
+
+
+LABEL_FREE_CURVES = (("diag_backbone_rankme", "RankMe, backbone"), ("diag_projector_rankme", "RankMe, projector"),
+                     ("diag_alignment", "alignment (lower: closer views)"),
+                     ("diag_uniformity", "uniformity (lower: more uniform)"))
+
+
+def plot_label_free(curves, spectra, path):
+    """The label-free monitors per epoch (one line per method), and each method's covariance spectra of the
+    projector output, one line per monitored epoch on a log scale (Jing et al. 2022, Fig. 2)."""
+    figure = Figure(figsize=(4 * len(LABEL_FREE_CURVES), 8))
+    axes = figure.subplots(2, len(LABEL_FREE_CURVES))
+    for name, records in curves.items():
+        for axis, (key, _) in zip(axes[0], LABEL_FREE_CURVES):
+            points = [(r["epoch"], r[key]) for r in records if r.get(key) is not None]
+            if points:
+                axis.plot(*zip(*points), marker="o", label=name)
+    for axis, (_, title) in zip(axes[0], LABEL_FREE_CURVES):
+        axis.set_title(title)
+        axis.set_xlabel("epoch")
+        axis.legend(fontsize=8)
+    for axis, (name, by_epoch) in zip(axes[1], list(spectra.items())[:len(LABEL_FREE_CURVES)]):
+        for epoch, record in sorted(by_epoch.items()):
+            values = [v for v in record["projector"] if v > 0]
+            axis.semilogy(range(1, len(values) + 1), values, label=f"epoch {epoch}")
+        axis.set_title(f"{name}: projector spectrum")
+        axis.set_xlabel("singular value rank")
+        axis.legend(fontsize=7)
+    for axis in axes[1][len(spectra):]:
+        axis.set_visible(False)
+    _save(figure, path)
+
+
 # (label, how to read it from a ModelResult)
 TRANSFER_BARS = (
     ("kNN top-1", lambda r: r.knn.top1 if r.knn else None),
@@ -80,12 +120,20 @@ def write_report(output_dir, config, models, entries, results):
     curves = {k: v for k, v in curves.items() if v}
     if curves:
         plot_pretraining(curves, output_dir / "plots" / "pretraining.png")
+    spectra = {m.name: epoch_spectra(output_dir / m.pretrain) for m in models if m.pretrain}
+    spectra = {k: v for k, v in spectra.items() if v}
+    if spectra:
+        plot_label_free(curves, spectra, output_dir / "plots" / "label_free.png")
     plot_transfer(results, output_dir / "plots" / "transfer.png")
     lines = ["# Pretrain -> transfer report", "", f"Data: `{config.data_root}`", "",
              "## Linear classification (SimSiam Table 4)", "", render(*linear_table(results), "md"),
              "## Transfer (SimSiam Table 5)", "", render(*transfer_table(results), "md")]
     if curves:
         lines += ["## Pretraining", "", "![pretraining](plots/pretraining.png)", ""]
+    if spectra:
+        lines += ["## Label-free monitors", "", "RankMe, alignment and uniformity per epoch on a fixed probe set, and "
+                  "the projector's covariance spectrum (a cliff: dimensional collapse). RankMe ranks runs of one "
+                  "method, not methods against each other.", "", "![label-free](plots/label_free.png)", ""]
     lines += ["## Transfer, side by side", "", "![transfer](plots/transfer.png)", "", "## Stages", "",
               "| stage | status | seconds | note |", "|---|---|---|---|"]
     for stage_id, entry in entries.items():

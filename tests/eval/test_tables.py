@@ -84,3 +84,21 @@ def test_a_tie_is_not_bold_and_values_compare_as_shown():
     linear = make_tables(rows, "md").split("\n\n")[0].splitlines()[2:]
     assert linear == ["| a | — | — | — | — | 0.0 | **10.0** |", "| b | — | — | — | — | 0.0 | **10.0** |",
                       "| c | — | — | — | — | 0.0 | 9.0 |"]
+
+
+def test_label_free_columns_show_each_models_diagnostics_and_no_best_mark():
+    results = [parse_result({"name": "a", "method": "simsiam", "label_free": {"rankme": 1520.26, "alpha": 0.9123,
+                                                                               "alignment": 0.5, "uniformity": -3.4,
+                                                                               "samples": 25600}}),
+               parse_result({"name": "b", "method": "simsiam", "label_free": {"rankme": 12.0, "samples": 25600}}),
+               parse_result({"name": "c", "knn": {"top1": 10.0}})]
+    text = make_tables(results, "md").split("\n\n")[-1]
+    lines = text.strip().splitlines()
+    assert lines[0] == "| name | method | RankMe | alpha-ReQ | alignment | uniformity | images |"
+    assert lines[2] == "| a | simsiam | 1520.3 | 0.912 | 0.500 | -3.400 | 25600 |"  # no bold: not a ranking
+    assert lines[3] == "| b | simsiam | 12.0 | — | — | — | 25600 |"
+    assert lines[4] == "| c | — | — | — | — | — | — |"
+    assert "RankMe" not in make_tables(results[2:], "md")  # no label-free results, no such table
+    assert json.loads(make_tables(results, "json"))["label_free"][0]["RankMe"] == {"mean": 1520.26, "std": None}
+    with pytest.raises(ResultsError, match="uniformity"):
+        parse_result({"name": "x", "label_free": {"rankme": 3.0, "uniformity": 0.5}})  # log of a mean of <= 1

@@ -41,15 +41,17 @@ def test_method_trains_and_exports_a_torchvision_resnet50(method, demo_root, tmp
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_resuming_after_an_interruption_reproduces_the_losses_exactly(method, demo_root, tmp_path):
-    run = tiny_run(method, demo_root)
+    monitors = ["train.diagnostics_every=1", "train.diagnostics_samples=16"]  # the label-free monitors too
+    run = tiny_run(method, demo_root, extra=monitors)
     train(run, tmp_path / "straight", progress=False)
-    interrupted = tiny_run(method, demo_root, extra=["train.max_steps=7"])  # inside the second epoch
+    interrupted = tiny_run(method, demo_root, extra=[*monitors, "train.max_steps=7"])  # inside the second epoch
     train(interrupted, tmp_path / "resumed", progress=False)
     assert [s for s, _ in step_losses(tmp_path / "resumed")] == list(range(1, 8))
     train(run, tmp_path / "resumed", resume=True, progress=False)
     assert len(step_losses(tmp_path / "straight")) == 15
     # every step's loss and every epoch's monitors, to the last digit
-    assert (tmp_path / "resumed" / "metrics.jsonl").read_text() == (tmp_path / "straight" / "metrics.jsonl").read_text()
+    for record in ("metrics.jsonl", "spectra.jsonl"):
+        assert (tmp_path / "resumed" / record).read_text() == (tmp_path / "straight" / record).read_text()
 
 
 def test_a_resume_refuses_another_recipe_and_accepts_run_control_changes(demo_root, tmp_path):

@@ -19,4 +19,5 @@ def tiny_config(method, data="", arch="resnet18", extra=()):
     return load_config(demo_preset(method), [f"train.data={data}", f"model.arch={arch}", "train.image_size=32",
                                              "train.batch_size=16", "train.epochs=3", "train.workers=0",
                                              "train.knn_every=0", "train.log_every=1",
+                                             "train.diagnostics_every=0",
                                              *SMALL_BATCH.get(method, ()), *extra])

@@ -23,7 +23,10 @@ def test_the_report_holds_the_tables_the_stages_and_decodable_plots(tmp_path):
     (tmp_path / "a" / "pretrain").mkdir(parents=True)
     (tmp_path / "a" / "pretrain" / "metrics.jsonl").write_text(json.dumps(
         {"step": 2, "epoch": 1, "loss": 1.0, "output_std": 0.05, "output_std_reference": 0.04,
-         "knn_top1": 12.0}) + "\n")
+         "knn_top1": 12.0, "diag_backbone_rankme": 40.0, "diag_projector_rankme": 9.0, "diag_alignment": 0.4,
+         "diag_uniformity": -2.0}) + "\n")
+    (tmp_path / "a" / "pretrain" / "spectra.jsonl").write_text(json.dumps(
+        {"step": 2, "epoch": 1, "backbone": [3.0, 2.0, 1.0], "projector": [2.0, 1.0, 0.0]}) + "\n")
     results = [parse_result({"name": "a", "epochs": 1, "knn": {"top1": 12.0}, "linear": {"top1": 20.0},
                              "detection": {"voc07": {"mean": {"bbox": {"AP50": 30.0, "AP": 10.0, "AP75": 5.0}}}}}),
                parse_result({"name": "random init", "epochs": 0, "failed": {"knn": "broke"}})]
@@ -34,6 +37,7 @@ def test_the_report_holds_the_tables_the_stages_and_decodable_plots(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert render(*linear_table(results), "md") in report
     assert "| a/pretrain | done | 3.5 |  |" in report and "| random_init/knn | failed |  | broke |" in report
-    for name in ("pretraining", "transfer"):
+    assert "![label-free](plots/label_free.png)" in report
+    for name in ("pretraining", "transfer", "label_free"):
         with Image.open(tmp_path / "plots" / f"{name}.png") as image:
             assert image.format == "PNG" and image.width >= 1000
