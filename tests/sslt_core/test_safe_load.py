@@ -143,6 +143,7 @@ def test_resume_over_a_planted_checkpoint_does_not_run_it(tmp_path, marker, demo
     torch.save({"x": hostile.Payload(marker)}, out / "checkpoint.pth")
     result = run_tool("tools/pretrain_net.py", "--config", REPO / "configs" / "pretrain" / "simsiam_demo.yaml",
                       "--data", demo_root, "--output-dir", out, "--resume", "model.arch=resnet18",
-                      "train.image_size=32", "train.batch_size=16", "train.epochs=1", "train.knn_every=0")
+                      "train.image_size=32", "train.batch_size=16", "train.epochs=1", "train.knn_every=0",
+                      "train.diagnostics_every=0")
     assert result.returncode != 0 and "posix.system" in result.stderr.strip().splitlines()[-1]
     assert not marker.exists()

@@ -21,7 +21,7 @@ from transfer.convert import to_detectron2
 DEMO_VOC = REPO / "configs" / "demo" / "voc07.yaml"
 SIMSIAM_DEMO = REPO / "configs" / "pretrain" / "simsiam_demo.yaml"
 TINY = ["model.arch=resnet18", "train.image_size=32", "train.batch_size=16", "train.epochs=1", "train.knn_every=0",
-        "train.workers=0"]
+        "train.diagnostics_every=0", "train.workers=0"]
 
 
 @pytest.fixture(scope="module")
