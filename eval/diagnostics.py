@@ -67,7 +67,8 @@ def alpha_req(spectrum, fit_range=None):
     eigen = torch.as_tensor(spectrum).double().cpu()
     positive = int((eigen > eigen[0] * 1e-12).sum()) if len(eigen) and eigen[0] > 0 else 0
     if positive < 2:
-        return {"alpha": None, "r2": None, "fit_range": None, "note": "fewer than 2 non-zero eigenvalues"}
+        return {"alpha": None, "r2": None, "fit_range": None,
+                "note": f"{positive} non-zero eigenvalue(s): the features have collapsed to a point or a line"}
     first, last = fit_range or default_fit_range(positive)
     if not 1 <= first < last <= positive:
         raise DatasetError(f"alpha-ReQ fit range {first}..{last} must lie within 1..{positive} (the non-zero "

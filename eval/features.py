@@ -21,7 +21,7 @@ import torchvision
 from torchvision import transforms
 from tqdm import tqdm
 
-from sslt_core.atomic import remove_orphans, write_bytes_atomic, write_json_atomic
+from sslt_core.atomic import check_replaceable, remove_orphans, write_bytes_atomic, write_json_atomic
 from sslt_core.checkpoints import read_encoder
 from sslt_core.datasets import image_folder
 from sslt_core.errors import CheckpointError, DatasetError
@@ -141,6 +141,8 @@ def cached_features(encoder, description, weights, dataset, split_name, crop_siz
         if cached:
             return *cached, True
         logger.warning(f"cached features {path} {problem}: computing them again")
+    for output in (path, path.with_suffix(".json")):  # a link planted there is refused before the work, not after
+        check_replaceable(output)
     features, labels = extract_features(encoder, dataset, desc=f"features {split_name}", **kwargs)
     buffer = io.BytesIO()
     np.savez(buffer, features=features, labels=labels)
@@ -161,13 +163,13 @@ def _read_cache(path, dataset):
         if path.is_symlink():
             return None, "is a link, not a file this toolkit wrote"
         recorded = json.loads(path.with_suffix(".json").read_text()).get("arrays_sha256")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return None, "has no readable manifest beside it"
     try:
         with np.load(path, allow_pickle=False) as data:
             features, labels = data["features"], data["labels"]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:  # cut, object arrays, other keys
-        return None, f"cannot be read ({type(error).__name__})"
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, MemoryError) as error:  # cut, object
+        return None, f"cannot be read ({type(error).__name__})"  # arrays, other keys, a header asking for TiBs
     expected = np.array([label for _, label in dataset.samples], dtype=np.int64)
     if features.dtype != np.float32 or features.ndim != 2 or labels.dtype != np.int64 or labels.shape != (
             len(features),):

@@ -63,7 +63,8 @@ def evaluate_label_free(encoder, data_root, image_size, view_dataset, samples=PA
     spectrum = diagnostics.covariance_spectrum(features)
     fit = diagnostics.alpha_req(spectrum)
     record = {"rankme": diagnostics.rankme(features), "alpha": fit["alpha"], "alpha_r2": fit["r2"],
-              "alpha_fit_range": fit["fit_range"], "alignment": diagnostics.alignment(view_a, view_b),
+              "alpha_fit_range": fit["fit_range"], "alpha_note": fit.get("note"),
+              "alignment": diagnostics.alignment(view_a, view_b),
               "uniformity": diagnostics.uniformity(features), "samples": len(indices), "samples_asked": samples,
               "paper_samples": PAPER_SAMPLES, "seed": seed, "split": split, "dim": int(features.shape[1]),
               "image_size": image_size, "seconds": time.perf_counter() - start}

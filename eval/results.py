@@ -14,6 +14,7 @@ and the key.
 """
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
@@ -91,9 +92,17 @@ def parse_result(data, where="results"):
                 raise ResultsError(f"{where}.detection must be a mapping, got {entries!r}")
             data["detection"] = {k: _only_known(DetectionResult, v, f"{where}.detection.{k}")
                                  for k, v in entries.items()}
-        return check_value(data, ModelResult, where)
+        result = check_value(data, ModelResult, where)
     except ConfigError as error:
         raise ResultsError(str(error).replace("config key", "key")) from None
+    for key, entry in result.detection.items():  # COCO-style AP values are percentages, as the accuracies
+        for part in ("mean", "std"):
+            for task, metrics in getattr(entry, part).items():
+                for metric, value in metrics.items():
+                    if value is not None and not (math.isfinite(value) and 0 <= value <= 100):
+                        raise ResultsError(f"{where}.detection.{key}.{part}.{task}.{metric} must be a percentage "
+                                           f"in [0, 100] or null, got {value!r}")
+    return result
 
 
 def load_results(paths):

@@ -369,7 +369,8 @@ def _train(run, output_dir, resume, progress, device, local_rank):
     if is_main:  # links planted where the run writes are refused before it writes anything
         try:
             check_output_folder(output_dir / "tensorboard")
-            check_replaceable(output_dir / "log.txt")
+            for name in ("log.txt", "config.yaml", "encoder.safetensors"):  # written through, or replaced at the end
+                check_replaceable(output_dir / name)
             for path in (metrics_path, spectra_path):
                 if path.exists() or path.is_symlink():
                     kept[path] = [line for line in _metrics_lines(path) if _logged_by_step(line, step)]

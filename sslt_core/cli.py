@@ -82,8 +82,15 @@ def one_line(error):
     if len(lines) > 1 and "Traceback" in str(error):
         last = lines[-1]
         name = type(error).__name__
-        return last.split(f"{name}: ", 1)[1] if f"{name}: " in last else last
-    return " ".join(lines)
+        return _bounded(last.split(f"{name}: ", 1)[1] if f"{name}: " in last else last)
+    return _bounded(" ".join(lines))
+
+
+MESSAGE_LIMIT = 600  # characters: a message that echoes a 40 KB value stays readable
+
+
+def _bounded(message):
+    return message if len(message) <= MESSAGE_LIMIT else f"{message[:MESSAGE_LIMIT]}... (cut)"
 
 
 def _check_can_create(path, folder):
@@ -135,6 +142,10 @@ def run(main, argv=None):
     except OSError as error:  # a file or folder the tool could not read or write
         where = f": {error.filename}" if error.filename else ""
         sys.exit(f"error: {error.strerror or one_line(error)}{where}; check the path and its permissions")
+    except RecursionError:  # a YAML or JSON file nested thousands deep, wherever a reader met it
+        sys.exit("error: an input file (a config, a results, record or cache file) nests thousands of levels deep, "
+                 "which no file of this toolkit does; give the file the toolkit wrote, or a config of the documented "
+                 "shape")
     except KeyboardInterrupt:
         sys.exit("error: interrupted; run the same command again (with --resume where the tool has it) to continue")
     sys.exit(status or 0)

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,14 +212,31 @@ def _alive(pid):
         return True
 
 
-def wait(job):
-    """Wait for a job this process submitted; a failure becomes one ClusterError line naming the job's log
-    (nothing is resubmitted)."""
-    from submitit.core.utils import FailedJobError, UncompletedJobError
+RESULT_TIMEOUT_S = 15  # as submitit's: a shared file system may show the result file a little after the job ends
 
+
+def wait(job):
+    """Wait for a job this process submitted and return what it returned; a failure becomes one ClusterError line
+    naming the job's log (nothing is resubmitted). The result file is read as plain data (load_plain_pickle), not
+    with submitit's full unpickle: a file planted under the job folder cannot run code."""
+    job.wait()
+    start = time.monotonic()
+    while not job.paths.result_pickle.exists() and time.monotonic() - start < RESULT_TIMEOUT_S:
+        time.sleep(1)
+    if not job.paths.result_pickle.exists():
+        raise ClusterError(f"job {job.job_id} ended without a result (killed, cancelled or out of memory); its log: "
+                           f"{job.paths.stderr}")
     try:
-        return job.result()
-    except (FailedJobError, UncompletedJobError) as error:
-        last = [line.strip() for line in str(error).splitlines() if line.strip()]
-        reason = next((line for line in reversed(last) if "Error" in line), last[-1] if last else "failed")
-        raise ClusterError(f"job {job.job_id} failed ({reason[:300]}); its log: {job.paths.stderr}") from None
+        outcome, value = load_plain_pickle(job.paths.result_pickle)
+    except (CheckpointError, ValueError, TypeError) as error:
+        raise ClusterError(f"job {job.job_id}: its result file {job.paths.result_pickle} is not plain data "
+                           f"({_first_line(error)}); its log: {job.paths.stderr}") from None
+    if outcome != "success":
+        lines = [line.strip() for line in str(value).splitlines() if line.strip()]
+        reason = next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else "failed")
+        raise ClusterError(f"job {job.job_id} failed ({reason[:300]}); its log: {job.paths.stderr}")
+    return value
+
+
+def _first_line(error):
+    return str(error).splitlines()[0][:200] if str(error) else type(error).__name__

@@ -191,6 +191,9 @@ def parse_override(item):
         return key, safe_load_bounded(text) if text else text
     except yaml.YAMLError as error:
         raise ConfigError(f"override {item!r}: the value is not valid YAML ({str(error).splitlines()[0]})") from None
+    except RecursionError:
+        raise ConfigError(f"override {key}=...: the value nests thousands of levels deep; give a number, a word "
+                          "or a short list") from None
 
 
 MAX_YAML_VALUES = 5_000  # values of a document, aliases expanded: configs here hold < 120, a full detectron2 one ~500
@@ -269,6 +272,8 @@ def read_yaml(path):
                           "fix the file") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"config {path} cannot be read ({error}); give a UTF-8 YAML file") from None
+    except RecursionError:
+        raise ConfigError(f"config {path} nests thousands of levels deep; a config is a few levels of keys") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -148,6 +148,10 @@ def check_coco_split(folder, split):
     images = _entries(data, "images", json_file)
     categories = _entries(data, "categories", json_file)
     annotations = _entries(data, "annotations", json_file)
+    for key, entries in (("images", images), ("categories", categories)):
+        if not entries:  # detectron2 takes min() of the category ids, and trains on no image
+            raise DatasetError(f"{json_file} lists no {key}; a COCO instances file needs at least one (is this the "
+                               "right file?)")
     image_ids = _ids(images, "id", json_file, "image")
     category_ids = _ids(categories, "id", json_file, "category")
     _ids(annotations, "id", json_file, "annotation")  # detectron2 asserts unique annotation ids

@@ -64,6 +64,7 @@ class _Bounded:
         self.function, self.requested, self.path, self.limit = function, requested, path, limit
 
     def __call__(self, *args, **kwargs):
+        args = [a.function if isinstance(a, _Bounded) else a for a in args]  # _reconstruct(ndarray, ...) takes the type
         try:
             size = self.requested(*args, **kwargs)
         except (TypeError, ValueError, OverflowError):
@@ -87,6 +88,11 @@ def _array_size(_subtype=None, shape=0, dtype=None, *args):
     return count * (np.dtype(dtype).itemsize if dtype not in (None, 0) else 8)
 
 
+def _ndarray_size(shape=0, dtype=float, buffer=None, *args, **kwargs):
+    """Bytes of numpy.ndarray(shape, dtype) called directly; a view of a given buffer allocates nothing."""
+    return 0 if buffer is not None else _array_size(None, shape, dtype)
+
+
 def _allocation_limit(path):
     return max(Path(path).stat().st_size, MIN_ALLOCATION_BOUND)
 
@@ -96,7 +102,8 @@ def _bounded(path):
     limit = _allocation_limit(path)
     reconstruct = _numpy_globals()[0]  # numpy's _reconstruct(ndarray, shape, dtype): an array of that shape
     return {bytearray: _Bounded(bytearray, _bytearray_size, path, limit),
-            reconstruct: _Bounded(reconstruct, _array_size, path, limit)}
+            reconstruct: _Bounded(reconstruct, _array_size, path, limit),
+            np.ndarray: _Bounded(np.ndarray, _ndarray_size, path, limit)}
 
 
 @contextmanager

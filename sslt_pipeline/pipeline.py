@@ -30,7 +30,7 @@ from pretrain.config import load_config
 from pretrain.methods import METHODS
 from pretrain.train import train
 from sslt_core import cluster
-from sslt_core.atomic import write_bytes_atomic, write_json_atomic
+from sslt_core.atomic import check_output_folder, write_bytes_atomic, write_json_atomic
 from sslt_core.checkpoints import read_encoder
 from sslt_core.datasets import dataset_path, image_folder
 from sslt_core.errors import CheckpointError, ConfigError
@@ -297,6 +297,8 @@ def run_pipeline(config_path, output_dir, log=print, launcher="local", max_paral
     with OutputLock(output_dir) as lock:
         if lock.note():
             log(lock.note())
+        for folder in ("results", "plots"):  # written at the end: a planted link is refused before any stage runs
+            check_output_folder(output_dir / folder)
         if config.demo_data:
             make_demo_data(config.data_root, seed=config.demo_data.seed, size_name=config.demo_data.size)
             check_data(config, detection_sets)

@@ -7,6 +7,7 @@ from matplotlib.figure import Figure
 
 from eval.tables import linear_table, render, transfer_table
 from sslt_core.atomic import atomic_path, write_bytes_atomic
+from sslt_core.errors import ResultsError
 
 
 def epoch_curves(pretrain_dir):
@@ -14,9 +15,38 @@ def epoch_curves(pretrain_dir):
     path = Path(pretrain_dir) / "metrics.jsonl"
     if not path.is_file():
         return []
-    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    by_epoch = {r["epoch"]: r for r in lines if "output_std_reference" in r}  # a resumed run may repeat one
+    lines = [r for r in _records(path) if "output_std_reference" in r]
+    for number, record in enumerate(lines, 1):
+        _require(record, path, number, epoch=int, loss=float, output_std=float, output_std_reference=float)
+    by_epoch = {r["epoch"]: r for r in lines}  # a resumed run may repeat one
     return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def _records(path):
+    """The JSON objects of a .jsonl file the run wrote; ResultsError naming the file and line if one is not."""
+    records = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            record = None
+        if not isinstance(record, dict):
+            raise ResultsError(f"{path} line {number} is not a JSON record of the run; remove the line or run the "
+                               "stage again")
+        records.append(record)
+    return records
+
+
+def _require(record, path, number, **kinds):
+    for key, kind in kinds.items():
+        value = record.get(key)
+        good = isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float else (
+            isinstance(value, kind) and not isinstance(value, bool))
+        if not good:
+            raise ResultsError(f"{path}: record {number} has {key} {value!r}, not a {kind.__name__}; remove the "
+                               "record or run the stage again")
 
 
 def _save(figure, path):
@@ -49,7 +79,12 @@ def epoch_spectra(pretrain_dir):
     path = Path(pretrain_dir) / "spectra.jsonl"
     if not path.is_file():
         return {}
-    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = _records(path)
+    for number, record in enumerate(lines, 1):
+        _require(record, path, number, epoch=int, backbone=list, projector=list)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in record["projector"]):
+            raise ResultsError(f"{path}: record {number} has a projector spectrum that is not a list of numbers; "
+                               "remove the record or run the stage again")
     return {r["epoch"]: r for r in lines}
 
 

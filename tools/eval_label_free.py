@@ -51,8 +51,9 @@ def main(argv=None):
                                            collate_fn=collate, to_device=to_device_views)
     record.update(views=args.views, uniformity_t=UNIFORMITY_T)
     fit = record["alpha_fit_range"]
-    print(f"{description}: RankMe {record['rankme']:.1f} of {record['dim']} on {record['samples']} images; "
-          f"alpha-ReQ {record['alpha']:.3f} (R^2 {record['alpha_r2']:.3f}, eigenvalues {fit[0]}..{fit[1]}); "
+    alpha = (f"alpha-ReQ {record['alpha']:.3f} (R^2 {record['alpha_r2']:.3f}, eigenvalues {fit[0]}..{fit[1]})"
+             if fit else f"alpha-ReQ not defined ({record['alpha_note']})")
+    print(f"{description}: RankMe {record['rankme']:.1f} of {record['dim']} on {record['samples']} images; {alpha}; "
           f"alignment {record['alignment']:.4f}, uniformity {record['uniformity']:.4f}")
     if record["samples"] < PAPER_SAMPLES:
         print(f"note: {record['samples']} images, fewer than the paper's {PAPER_SAMPLES}: compare only runs "

@@ -64,6 +64,9 @@ def config_chain(config_file):
         if not isinstance(base, str) or not base.strip():
             raise ConfigError(f"config {path}: _BASE_ must name a YAML file, got {base!r}; give its path relative to "
                               f"{path.parent}, or remove the key")
+        if base.startswith("~") or "://" in base:  # fvcore would expand or download it: not the file checked here
+            raise ConfigError(f"config {path}: _BASE_ {base!r} starts with ~ or is a URL; give the base file's path "
+                              f"relative to {path.parent}, or an absolute path")
         path = path.parent / base
 
 
@@ -139,6 +142,9 @@ _VALUE_RULES = (
     ("INPUT.MIN_SIZE_TEST", lambda v: v >= 0, ">= 0 (0: no resizing)"),
     ("INPUT.MAX_SIZE_TRAIN", lambda v: v >= 1, ">= 1"),
     ("INPUT.MAX_SIZE_TEST", lambda v: v >= 1, ">= 1"),
+    # detectron2 asserts a non-empty training set, and evaluates an empty test set to no result with exit 0
+    ("DATASETS.TRAIN", lambda v: len(v) >= 1 and all(isinstance(n, str) for n in v), "one or more dataset names"),
+    ("DATASETS.TEST", lambda v: len(v) >= 1 and all(isinstance(n, str) for n in v), "one or more dataset names"),
 )
 
 
@@ -370,6 +376,11 @@ def check_run(config_file, weights, output_dir, trials=1, seed=0, opts=(), resum
                 if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
                     raise CheckpointError(f"{last_checkpoint(folder)} holds no 'model' state; delete "
                                           f"{folder / 'last_checkpoint'} to restart this trial from the start")
+                try:  # a NaN would train on and score AP 0 as if it were a result
+                    check_finite(checkpoint["model"])
+                except CheckpointError as error:
+                    raise CheckpointError(f"{last_checkpoint(folder)}: {error}; delete {folder / 'last_checkpoint'} "
+                                          "to restart this trial from the start") from None
     return identity
 
 

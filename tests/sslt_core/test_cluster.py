@@ -112,3 +112,29 @@ def test_a_failed_job_is_one_line_with_its_log_and_is_not_resubmitted(tmp_path):
         cluster.wait(job)
     assert cluster.job_state("submitit-local", tmp_path / "jobs", job.job_id) == "failed"
     assert len(list((tmp_path / "jobs").glob("*_submitted.pkl"))) == 1
+
+
+def _finished_job(tmp_path, result):
+    """A job that has ended, whose result file holds `result` (pickled bytes)."""
+    from types import SimpleNamespace
+
+    (tmp_path / "0_result.pkl").write_bytes(result)
+    return SimpleNamespace(job_id="7", wait=lambda: None,
+                           paths=SimpleNamespace(result_pickle=tmp_path / "0_result.pkl", stderr=tmp_path / "0.err"))
+
+
+def test_wait_reads_a_jobs_result_as_plain_data_and_a_planted_payload_never_runs(tmp_path):
+    import pickle
+
+    from sslt_core import cluster
+    from sslt_core.errors import ClusterError
+    from tests.sslt_core import hostile
+
+    assert cluster.wait(_finished_job(tmp_path, pickle.dumps(("success", {"top1": 1.5})))) == {"top1": 1.5}
+    with pytest.raises(ClusterError, match="ValueError: boom"):
+        cluster.wait(_finished_job(tmp_path, pickle.dumps(("error", "Traceback ...\nValueError: boom\n"))))
+    marker = tmp_path / "PAYLOAD_RAN"
+    hostile.malicious_pkl(tmp_path / "evil.pkl", marker)
+    with pytest.raises(ClusterError, match="is not plain data"):
+        cluster.wait(_finished_job(tmp_path, (tmp_path / "evil.pkl").read_bytes()))
+    assert not marker.exists()

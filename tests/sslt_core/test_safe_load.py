@@ -2,6 +2,9 @@
 the converter, kNN, linear probe, detection, the pipeline's external checkpoints and a pretraining --resume over a
 planted checkpoint. Every published layout still converts, and our export needs no pickle."""
 
+import pickle
+
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -147,3 +150,15 @@ def test_resume_over_a_planted_checkpoint_does_not_run_it(tmp_path, marker, demo
                       "train.diagnostics_every=0")
     assert result.returncode != 0 and "posix.system" in result.stderr.strip().splitlines()[-1]
     assert not marker.exists()
+
+
+class _DirectArray:  # pickles as numpy.ndarray((500000000,), 'f4'): 2 GB asked for by a file of ~110 bytes
+    def __reduce__(self):
+        return (np.ndarray, ((500_000_000,), "f4"))
+
+
+def test_a_pkl_asking_numpy_for_a_huge_array_directly_is_refused(tmp_path):
+    path = tmp_path / "bomb.pkl"
+    path.write_bytes(pickle.dumps({"model": {"stem.conv1.weight": _DirectArray()}, "__author__": "x"}, protocol=2))
+    with pytest.raises(CheckpointError, match="asks for 2000000000 bytes"):
+        load_file(path)

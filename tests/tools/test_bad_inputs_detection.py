@@ -109,6 +109,11 @@ def files(tmp_path_factory, demo_root):
                                        lambda data, root: data["annotations"][0].update(category_id=999))
     f["coco_negative_width"] = _coco(coco("coco_negative_width"), _set_box(2, -4.0))
     f["coco_negative_height"] = _coco(coco("coco_negative_height"), _set_box(3, -4.0))
+    for name, base in (("home_base.yaml", "~/b.yaml"), ("url_base.yaml", "https://example.org/b.yaml")):
+        (d / name).write_text(f'_BASE_: "{base}"\n')
+        f[name] = d / name
+    f["coco_no_categories"] = _coco(coco("coco_no_categories"), lambda data, root: data.update(categories=[],
+                                                                                              annotations=[]))
     return f
 
 
@@ -136,6 +141,10 @@ def _truncated(path, files):
     hostile.truncated(path, files["checkpoint.pth"])
 
 
+def _nan_checkpoint(path, files):  # found by the fresh-clone probe: it was resumed and scored AP 0 with exit 0
+    torch.save({"model": {"backbone.w": torch.full((4,), float("nan"))}, "iteration": 1}, path)
+
+
 PROPOSALS = "detectron2 unpickles proposal files"
 # (tool and arguments, what the one line must say, a setup of the output folder or None)
 CASES = {
@@ -152,7 +161,7 @@ CASES = {
     "det/N73-last-checkpoint-absolute": (det("--resume"), "not a checkpoint of this folder", tag("{evil.pth}")),
     "det/N74-last-checkpoint-planted-pkl": (det("--resume"), "not a checkpoint of this folder",
                                             tag("evil.pkl", lambda p, f: shutil.copy(f["evil.pkl"], p))),
-    "det/N74-checkpoint-a-link-outside": (det("--resume"), "model_final.pth: a link",
+    "det/N74-checkpoint-a-link-outside": (det("--resume"), "model_final.pth exists and is not a regular file",
                                           tag("model_final.pth", lambda p, f: p.symlink_to(f["evil.pth"]))),
     "det/N74-malicious-checkpoint-inside": (det("--resume"), "--trust-checkpoint",
                                             tag("model_final.pth", lambda p, f: shutil.copy(f["evil.pth"], p))),
@@ -160,7 +169,9 @@ CASES = {
                                         tag("model_0000099.pth")),
     "det/28-truncated-checkpoint": (det("--resume"), "model_final.pth is not a PyTorch checkpoint",
                                     tag("model_final.pth", _truncated)),
-    "det/last-checkpoint-a-link": (det("--resume"), "last_checkpoint is not a regular file", started(
+    "det/nan-checkpoint-on-resume": (det("--resume"), "model_final.pth: tensor backbone.w holds 4 NaN",
+                                     tag("model_final.pth", _nan_checkpoint)),
+    "det/last-checkpoint-a-link": (det("--resume"), "last_checkpoint exists and is not a regular file", started(
         lambda folder, f: (folder / "last_checkpoint").symlink_to(f["evil.pth"]))),
     "det/N75-result-not-json": (det("--resume"), "result.json is not a trial result", started(
         lambda folder, f: (folder / "result.json").write_text('{"seed": 0, "results": {"bbox": {"AP": 1'))),
@@ -169,6 +180,11 @@ CASES = {
     "det/steps-decreasing": (det("SOLVER.STEPS", "(400, 300)"), "SOLVER.STEPS must be an increasing list", None),
     "det/N62-two-pixel-means": (det("MODEL.PIXEL_MEAN", "[103.5, 116.3]"), "MODEL.PIXEL_MEAN must be 3 numbers",
                                 None),
+    "det/base-from-home": (det(config="{home_base.yaml}"), "starts with ~ or is a URL", None),
+    "det/base-a-url": (det(config="{url_base.yaml}"), "starts with ~ or is a URL", None),
+    "det/28-no-training-set": (det("DATASETS.TRAIN", "()"), "DATASETS.TRAIN must be one or more dataset names",
+                               None),
+    "det/28-no-test-set": (det("DATASETS.TEST", "()"), "DATASETS.TEST must be one or more dataset names", None),
     "det/pixel-std-zero": (det("MODEL.PIXEL_STD", "[1.0, 0.0, 1.0]"), "MODEL.PIXEL_STD must be 3 numbers > 0", None),
     # damaged COCO annotations (N63-N67)
     "det/N63-coco-negative-width": (det(config=DEMO_COCO, data="{coco_negative_width}"),
@@ -177,6 +193,8 @@ CASES = {
                                      "has a negative width or height", None),
     "det/N65-coco-unknown-category": (det(config=DEMO_COCO, data="{coco_unknown_category}"),
                                       "names category_id 999, which is not in 'categories'", None),
+    "det/28-coco-empty-class-list": (det(config=DEMO_COCO, data="{coco_no_categories}"), "lists no categories",
+                                     None),
     "det/N66-coco-image-missing": (det(config=DEMO_COCO, data="{coco_no_image}"), "no such file, but", None),
     "det/N67-coco-json-cut-in-half": (det(config=DEMO_COCO, data="{coco_cut}"),
                                       "instances_train2017.json is not valid JSON", None),

@@ -48,6 +48,9 @@ def bombs(tmp_path_factory):
             target.writestr(name, pickle.dumps(checkpoint["extra"], protocol=2) if name.endswith("data.pkl") else data)
     (d / "alloc.pkl").write_bytes(pickle.dumps({"model": {"x": Alloc()}, "__author__": "x"}))
     f["alloc.pth"], f["alloc.pkl"] = d / "alloc.pth", d / "alloc.pkl"
+    (d / "deep.yaml").write_text("train:\n  epochs: " + "[" * 20000 + "]" * 20000 + "\n")
+    (d / "deepdet.yaml").write_text(f"_BASE_: {DEMO_VOC}\nSOLVER:\n  STEPS: " + "[" * 20000 + "]" * 20000 + "\n")
+    f["deep.yaml"], f["deepdet.yaml"] = d / "deep.yaml", d / "deepdet.yaml"
     return f
 
 
@@ -64,6 +67,7 @@ PLANTED = {
     "pretrain/metrics-dangling-link": (pretrain(), "pre", "metrics.jsonl", "dangling"),  # N49
     "pretrain/metrics-link": (pretrain(), "pre", "metrics.jsonl", "victim"),
     "pretrain/tensorboard-link": (pretrain(), "pre", "tensorboard", "victim_dir"),
+    "pretrain/encoder-link": (pretrain(), "pre", "encoder.safetensors", "victim"),  # refused before any work
     "det/log-link": (det(), "det", "log.txt", "victim"),
     "det/trial-metrics-link": (det(), "det/trial_0", "metrics.json", "victim"),
     "det/trial-last-checkpoint-dangling": (det(), "det/trial_0", "last_checkpoint", "dangling"),
@@ -121,6 +125,12 @@ CASES = {
     "convert/bytearray-2-45-pth": (["convert_to_d2", "{alloc.pth}", "-o", "{out}/x.pkl"],  # N08
                                    "asks for 35184372088832 bytes"),
     "det/bytearray-2-45-pkl": (det(weights="{alloc.pkl}"), "asks for 35184372088832 bytes"),
+    # found by the fresh-clone probe: nesting thousands deep (D1), a huge value echoed (D16), a huge direct array
+    "pretrain/yaml-nested-20000-deep": (pretrain(config="{deep.yaml}"), "nests thousands of levels deep"),
+    "pretrain/override-nested-20000-deep": (pretrain("train.epochs=" + "[" * 20000 + "]" * 20000),
+                                            "nests thousands of levels deep"),
+    "det/yaml-nested-20000-deep": (det(config="{deepdet.yaml}"), "nests thousands of levels deep"),
+    "det/steps-a-40-kb-value": (det("SOLVER.STEPS", "[" + ",".join(["1"] * 20000) + "]"), r"\.\.\. \(cut\)$"),
     "convert/output-name-over-255-bytes": (["convert_to_d2", "{moco.pth}", "-o", "{out}/" + "a" * 252 + ".pkl"],
                                            "is 256 bytes long; file systems allow at most 255"),
 }
@@ -375,3 +385,37 @@ def test_latex_cells_balance_and_bold_only_the_best_value(tool, tmp_path):
     assert stdout.count(r"\textbf{") == 1  # the best linear value; the name "\textbf{" comes out escaped
     assert "x\ue000y\ue001z\\}" in stdout and r"\textbackslash{}textbf\{" in stdout
     assert r"\}\{\&\%\$\#\_\textasciicircum{}\textasciitilde{}" in stdout
+
+
+def test_a_detection_value_out_of_range_in_a_results_file_is_one_line(tool, tmp_path):
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"name": "x", "detection": {"voc07": {"mean": {"bbox": {"AP50": 1e308}}}}}))
+    code, _, stderr = tool("make_table", path)
+    _one_line_error(code, stderr, r"detection\.voc07\.mean\.bbox\.AP50 must be a percentage in \[0, 100\]")
+
+
+@pytest.mark.parametrize("line, expected", [
+    ('{"output_std_reference": 0.04, "loss": 1}', r"metrics\.jsonl: record 1 has epoch None"),
+    ("not json", r"metrics\.jsonl line 1 is not a JSON record"),
+])
+def test_the_report_refuses_a_damaged_metrics_line_in_one_line(line, expected, tmp_path):
+    from sslt_core.errors import ResultsError
+    from sslt_pipeline.report import epoch_curves
+
+    (tmp_path / "metrics.jsonl").write_text(line + "\n")
+    with pytest.raises(ResultsError, match=expected):
+        epoch_curves(tmp_path)
+
+
+@pytest.mark.parametrize("folder", ["plots", "results"])
+def test_the_pipeline_refuses_a_planted_folder_link_before_any_stage(folder, files, tool, tmp_path):
+    out, outside = tmp_path / "p", tmp_path / "outside"
+    out.mkdir()
+    outside.mkdir()
+    (out / folder).symlink_to(outside)
+    config = test_bad_inputs.pipeline_config()
+    (tmp_path / "pipeline.yaml").write_text(json.dumps(config).replace("{data}", str(files["data"])))
+    code, _, stderr = tool("run_pipeline", "--config", tmp_path / "pipeline.yaml", "--output-dir", out)
+    _one_line_error(code, stderr, rf"{folder} exists and is not a folder")
+    assert not any(outside.iterdir())
+    assert not (out / "manifest.json").exists()
