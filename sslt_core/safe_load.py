@@ -88,9 +88,10 @@ def _array_size(_subtype=None, shape=0, dtype=None, *args):
     return count * (np.dtype(dtype).itemsize if dtype not in (None, 0) else 8)
 
 
-def _ndarray_size(shape=0, dtype=float, buffer=None, *args, **kwargs):
-    """Bytes of numpy.ndarray(shape, dtype) called directly; a view of a given buffer allocates nothing."""
-    return 0 if buffer is not None else _array_size(None, shape, dtype)
+def _ndarray_size(shape=0, dtype=float, *args, **kwargs):
+    """Bytes of numpy.ndarray(shape, dtype, ...) called directly. A view of a buffer read from the file counts too:
+    with zero strides 4 bytes can stand for 4 GB, which every later check would then touch."""
+    return _array_size(None, shape, dtype)
 
 
 def _allocation_limit(path):

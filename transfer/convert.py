@@ -74,7 +74,12 @@ def detectron2_name(torchvision_name):
 
 def detectron2_resnet50_names():
     """Every tensor name of detectron2's R50 backbone that a conversion must fill."""
-    return {detectron2_name(k) for k in resnet50_shapes()}
+    return set(detectron2_resnet50_shapes())
+
+
+def detectron2_resnet50_shapes():
+    """{detectron2 name: shape} of the R50 backbone (the conversion renames tensors, it does not reshape them)."""
+    return {detectron2_name(k): shape for k, shape in resnet50_shapes().items()}
 
 
 def to_detectron2(state_dict):

@@ -33,7 +33,7 @@ from sslt_core.fingerprint import file_digest
 from sslt_core.lock import LOCK_NAME, OutputLock
 from sslt_core.rng import rng_scope
 from sslt_core.safe_load import TRUST_FLAG, load_file
-from transfer.convert import detectron2_resnet50_names
+from transfer.convert import detectron2_resnet50_shapes
 from transfer.detection import (
     DetectionTrainer,
     check_detection_sets,
@@ -95,16 +95,27 @@ def check_weights(weights, trust=False):
     if not isinstance(model, dict) or not all(isinstance(v, np.ndarray) for v in model.values()):
         raise CheckpointError(f"--weights {weights}: its 'model' must map names to numpy arrays, found a "
                               f"{type(model).__name__}; re-convert it with python tools/convert_to_d2.py")
-    expected = detectron2_resnet50_names()
-    missing = expected - set(model)
+    expected = detectron2_resnet50_shapes()
+    missing = set(expected) - set(model)
     if missing:
         raise CheckpointError(f"--weights {weights} covers {len(expected) - len(missing)} of detectron2's "
                               f"{len(expected)} R50 tensors (missing e.g. {sorted(missing)[:2]}); re-convert it "
                               "with python tools/convert_to_d2.py")
+    wrong = [(name, np.shape(model[name]), shape) for name, shape in sorted(expected.items())
+             if tuple(np.shape(model[name])) != shape]
+    if wrong:  # detectron2 skips a tensor of another shape with a warning: the run would train from random init
+        name, found, shape = wrong[0]
+        raise CheckpointError(f"--weights {weights}: {len(wrong)} tensors have another shape than detectron2's R50 "
+                              f"(e.g. {name}: {found}, expected {shape}); re-convert it with python "
+                              "tools/convert_to_d2.py")
     try:
         check_finite({k: torch.from_numpy(np.asarray(v)) for k, v in model.items() if np.asarray(v).dtype.kind == "f"})
     except CheckpointError as error:
         raise CheckpointError(f"--weights {weights}: {error}") from None
+    if checkpoint.get("matching_heuristics") is not True:  # without it detectron2 matches none of these names
+        raise CheckpointError(f"--weights {weights} lacks 'matching_heuristics': True, without which detectron2 "
+                              "loads none of its backbone names and trains from random init; re-convert it with "
+                              "python tools/convert_to_d2.py")
     return str(path)
 
 

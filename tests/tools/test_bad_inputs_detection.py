@@ -11,6 +11,7 @@ import subprocess
 import sys
 from xml.etree import ElementTree
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -18,7 +19,9 @@ from detectron2.config import get_cfg
 
 from tests.conftest import REPO
 from tests.sslt_core import hostile
+from tests.sslt_core.layouts import random_resnet
 from tests.tools.test_bad_inputs import DEMO_VOC, _fill, pipeline_config
+from transfer.convert import to_detectron2
 from transfer.finetune import run_identity
 
 DEMO_COCO = REPO / "configs" / "demo" / "coco_det.yaml"
@@ -382,3 +385,36 @@ def test_amp_on_a_cpu_is_one_line_before_anything_is_written(files, tool, tmp_pa
     code, _, stderr = tool(*_fill(det("SOLVER.AMP.ENABLED", "True"), files, tmp_path))
     assert code == 1 and stderr.strip().splitlines()[-1].startswith("error: SOLVER.AMP.ENABLED True needs a GPU")
     assert not (tmp_path / "det").exists()
+
+
+class _ZeroStrideArray:  # numpy.ndarray((10**9,), 'f4', 4 bytes, 0, (0,)): a 4 GB view of 4 bytes of the file
+    def __reduce__(self):
+        return (np.ndarray, ((10 ** 9,), "f4", b"\0\0\0\0", 0, (0,)))
+
+
+def _weights(path, change):
+    """A detectron2 .pkl of a random R50 (as convert_to_d2 writes it), changed by `change(checkpoint)`."""
+    checkpoint = {"model": to_detectron2(random_resnet()), "__author__": "x", "matching_heuristics": True}
+    change(checkpoint)
+    path.write_bytes(pickle.dumps(checkpoint, protocol=3))
+    return path
+
+
+def _first(checkpoint, value):
+    checkpoint["model"][sorted(checkpoint["model"])[0]] = value
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda c: _first(c, _ZeroStrideArray()), "asks for 4000000000 bytes"),  # found by the re-check probe
+    (lambda c: c["model"].update({k: np.full(1, 0.5, "f4") for k in c["model"]}),
+     "265 tensors have another shape than detectron2's R50"),  # detectron2 would skip each with a warning
+    (lambda c: c.pop("matching_heuristics"), "lacks 'matching_heuristics': True"),
+])
+def test_weights_detectron2_would_not_load_are_refused_before_training(change, expected, files, tool, tmp_path):
+    weights = _weights(tmp_path / "w.pkl", change)
+    command = [str(weights) if a == "random" else a for a in det()]
+    code, _, stderr = tool(*_fill(command, files, tmp_path / "out"))
+    lines = stderr.strip().splitlines()
+    assert code != 0 and lines[-1].startswith("error: ") and expected in lines[-1], stderr[-1500:]
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "out" / "det").exists() or not any((tmp_path / "out" / "det").rglob("*.json"))
