@@ -88,3 +88,11 @@ def png16(path, values):
     Image.frombytes("I;16", (width, height), values.astype("<u2").tobytes()).save(buffer, format="PNG")
     path.write_bytes(buffer.getvalue())
     return path
+
+
+def assert_one_line_error(code, stderr, expected):
+    """A tool's refusal: a non-zero exit, its last stderr line `error: ...` holding `expected`, no traceback."""
+    lines = stderr.strip().splitlines()
+    assert code != 0 and lines and lines[-1].startswith("error: "), stderr[-2000:]
+    assert expected in lines[-1], lines[-1]
+    assert "Traceback" not in stderr, stderr[-2000:]

@@ -355,10 +355,7 @@ def test_bad_input_gives_one_line_and_no_partial_output(case, files, tool, tmp_p
     if expected is None:
         assert code == 0, stderr[-2000:]
         return
-    lines = stderr.strip().splitlines()
-    assert code != 0 and lines and lines[-1].startswith("error: "), stderr[-2000:]
-    assert expected in lines[-1], lines[-1]
-    assert "Traceback" not in stderr, stderr[-2000:]
+    hostile.assert_one_line_error(code, stderr, expected)
     assert _outputs(out) == before
     assert not any(cwd.iterdir())
 

@@ -240,10 +240,7 @@ def test_bad_detection_input_gives_one_line_and_changes_nothing(case, files, too
     before, outside = _state(out), {"hostile": _state(files["root"]), "demo": _state(files["data"])}
     code, _, stderr = tool(*_fill(command, files, out))
     assert not files["marker"].exists()
-    lines = stderr.strip().splitlines()
-    assert code != 0 and lines and lines[-1].startswith("error: "), stderr[-2000:]
-    assert _fill(expected, files, out) in lines[-1], lines[-1]
-    assert "Traceback" not in stderr, stderr[-2000:]
+    hostile.assert_one_line_error(code, stderr, _fill(expected, files, out))
     assert {k: v for k, v in _state(out).items() if not k.endswith(".lock")} == before
     assert {"hostile": _state(files["root"]), "demo": _state(files["data"])} == outside
     assert not any(cwd.iterdir())
