@@ -20,6 +20,8 @@ from sslt_core.rng import rng_scope
 
 
 class ProbeSet:
+    """The probe images under the evaluation transform (`plain_subset`) and as two seeded views each (`views`)."""
+
     def __init__(self, data, samples, seed, image_size, recipes):
         self.plain = image_folder("imagenet", "train", data, transform=eval_transform(image_size))
         self.indices = probe_indices(len(self.plain), samples, seed)
