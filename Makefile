@@ -14,7 +14,7 @@ $(VENV)/.installed: setup.py Makefile tools/install_detectron2.py tools/detectro
 	$(PY) -m pip install $(TORCH_PINS)
 	$(PY) -m pip install -e '.[dev]'
 	$(PY) tools/install_detectron2.py
-	$(PY) -c "import detectron2, faiss, sklearn, pycocotools, fvcore, safetensors, submitit, sslt_core, sslt_demo, eval, pretrain, transfer, sslt_pipeline"
+	$(PY) -c "import detectron2, faiss, sklearn, pycocotools, fvcore, safetensors, submitit, sslt_core, sslt_demo, eval, pretrain, transfer, evaluations, sslt_pipeline"
 	touch $@
 
 lint: venv

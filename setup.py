@@ -11,7 +11,8 @@ setup(
     description="Self-supervised ResNet-50 pretraining (SimCLR, MoCo v2, BYOL, SwAV, SimSiam) and transfer "
     "evaluation (kNN, linear probe, VOC and COCO detection through detectron2)",
     python_requires=">=3.10",
-    packages=find_packages(include=["sslt_core", "sslt_demo", "eval", "pretrain", "transfer", "sslt_pipeline"]),
+    packages=find_packages(include=["sslt_core", "sslt_demo", "eval", "pretrain", "transfer", "evaluations",
+                                    "sslt_pipeline"]),
     install_requires=[
         "torch>=2.5",  # torch.serialization.safe_globals (the weights-only reader)
         "torchvision>=0.20",  # decode_jpeg of a list of images on a device (the tensor data path)

@@ -1,24 +1,18 @@
-"""The SimSiam paper's two tables from any number of models' results (Chen & He 2021, Tables 4 and 5), and the
-label-free diagnostics where a result has them.
+"""Table cells and their rendering as Markdown, CSV, LaTeX or JSON (which tables exist, and their columns, is
+evaluations/tables.py's, from the registry).
 
-Results are eval/results.py's ModelResult records. Several results with the same name and epochs are trials:
-their mean +- std is shown. The best value per column is bold, unless every row shares it (a tie, e.g. all 0.0,
-marks nothing); a missing value shows as a dash, a failed one as "failed".
+The best value per column is bold, unless every row shares it (a tie, e.g. all 0.0, marks nothing); a missing
+value shows as a dash, a failed one as "failed".
 """
 import csv
 import io
 import json
 import math
 import unicodedata
-from collections import defaultdict
 
 from sslt_core.errors import ConfigError
 
 MISSING = "—"
-# transfer column group -> (detection result key, detectron2 task, label)
-TRANSFER = (("voc07", "bbox", "VOC 07 det"), ("voc0712", "bbox", "VOC 07+12 det"), ("coco_det", "bbox", "COCO det"),
-            ("coco_instseg", "segm", "COCO instance seg"))
-TRANSFER_METRICS = ("AP50", "AP", "AP75")
 
 
 class Cell:
@@ -68,7 +62,7 @@ def latex_text(text):  # every LaTeX special character escaped: a model name may
     return "".join(_LATEX_ESCAPES.get(char, char) for char in _one_line(text))
 
 
-def _mark_best(rows, columns):
+def mark_best(rows, columns):
     """Bold the best value of each column as shown (one decimal); nothing when every row with a value shares it."""
     for column in columns:
         cells = [row[column] for row in rows if row[column].mean is not None and not row[column].failed]
@@ -77,93 +71,6 @@ def _mark_best(rows, columns):
             best = max(shown)
             for cell, value in zip(cells, shown):
                 cell.best = value == best
-
-
-def _flag(value):
-    return MISSING if value is None else ("✓" if value else "")
-
-
-def _failed(result, stage):
-    return result.failed.get(stage)
-
-
-def linear_table(results):
-    """(columns, rows): method, batch size, negative pairs, momentum encoder, then linear and kNN per budget
-    (rows that do not say their pretraining epochs, e.g. an external checkpoint, go under plain linear / kNN)."""
-    epochs = {r.epochs for r in results}
-    budgets = sorted(e for e in epochs if e is not None) + ([None] if None in epochs else [])
-    groups = defaultdict(list)
-    for result in results:
-        groups[result.name].append(result)
-
-    def column(kind, budget):
-        return kind if budget is None else f"{kind} {budget} ep"
-
-    value_columns = [column(kind, b) for b in budgets for kind in ("linear", "kNN")]
-    rows = []
-    for name, runs in groups.items():
-        first = runs[0]
-        row = {"name": name, "method": first.method or MISSING,
-               "batch size": MISSING if first.batch_size is None else first.batch_size,
-               "negative pairs": _flag(first.negative_pairs), "momentum encoder": _flag(first.momentum_encoder)}
-        for budget in budgets:
-            at = [r for r in runs if r.epochs == budget]
-            for kind, key in (("linear", "linear"), ("kNN", "knn")):
-                failed = next((_failed(r, key) for r in at if _failed(r, key)), None)
-                values = [getattr(r, key).top1 for r in at if getattr(r, key) is not None]
-                row[column(kind, budget)] = Cell(values, failed=failed)
-        rows.append(row)
-    _mark_best(rows, value_columns)
-    return ["name", "method", "batch size", "negative pairs", "momentum encoder"] + value_columns, rows
-
-
-def transfer_table(results):
-    """(columns, rows): AP50 / AP / AP75 for VOC07, VOC07+12, COCO detection and COCO instance segmentation."""
-    groups = defaultdict(list)
-    for result in results:
-        groups[result.name].append(result)
-    value_columns = [f"{label} {metric}" for _, _, label in TRANSFER for metric in TRANSFER_METRICS]
-    rows = []
-    for name, runs in groups.items():
-        best_budget = max(r.epochs or 0 for r in runs)
-        runs = [r for r in runs if (r.epochs or 0) == best_budget]
-        row = {"name": name}
-        for key, task, label in TRANSFER:
-            metrics = [r.detection[key] for r in runs if key in r.detection]
-            failed = next((_failed(r, key) for r in runs if _failed(r, key)), None)
-            for metric in TRANSFER_METRICS:
-                if len(metrics) == 1:  # one run of K trials: its mean and std
-                    row[f"{label} {metric}"] = Cell([metrics[0].mean.get(task, {}).get(metric)],
-                                                    std=metrics[0].std.get(task, {}).get(metric), failed=failed)
-                else:
-                    row[f"{label} {metric}"] = Cell([m.mean.get(task, {}).get(metric) for m in metrics],
-                                                    failed=failed)
-        rows.append(row)
-    _mark_best(rows, value_columns)
-    return ["name"] + value_columns, rows
-
-
-# label-free column -> (LabelFree field, decimals); no best value is marked: RankMe ranks runs of one method only,
-# and a higher alpha or a lower uniformity is not better in itself (Garrido et al. 2023; Agrawal et al. 2022).
-LABEL_FREE = (("RankMe", "rankme", 1), ("alpha-ReQ", "alpha", 3), ("alignment", "alignment", 3),
-              ("uniformity", "uniformity", 3), ("images", "samples", 0))
-
-
-def label_free_table(results):
-    """(columns, rows): the label-free diagnostics of each model (its largest pretraining budget)."""
-    groups = defaultdict(list)
-    for result in results:
-        groups[result.name].append(result)
-    rows = []
-    for name, runs in groups.items():
-        best_budget = max(r.epochs or 0 for r in runs)
-        records = [r.label_free for r in runs if (r.epochs or 0) == best_budget and r.label_free is not None]
-        failed = next((_failed(r, "label_free") for r in runs if _failed(r, "label_free")), None)
-        row = {"name": name, "method": runs[0].method or MISSING}
-        for label, key, digits in LABEL_FREE:
-            row[label] = Cell([getattr(r, key) for r in records], failed=failed, digits=digits)
-        rows.append(row)
-    return ["name", "method"] + [label for label, _, _ in LABEL_FREE], rows
 
 
 def _cell_text(value, bold=lambda s: s, escape=lambda s: s):
@@ -195,14 +102,3 @@ def render(columns, rows, fmt):
         return json.dumps([{c: row[c].as_json() if isinstance(row[c], Cell) else row[c] for c in columns}
                            for row in rows], indent=2, ensure_ascii=False) + "\n"
     raise ConfigError(f"unknown format '{fmt}'; choose md, csv, latex or json")
-
-
-def make_tables(results, fmt="md"):
-    """Both tables rendered in `fmt`, the linear-classification table first."""
-    tables = {"linear": linear_table(results), "transfer": transfer_table(results)}
-    if any(r.label_free is not None or "label_free" in r.failed for r in results):
-        tables["label_free"] = label_free_table(results)
-    if fmt == "json":
-        return json.dumps({name: json.loads(render(*table, "json")) for name, table in tables.items()}, indent=2,
-                          ensure_ascii=False) + "\n"
-    return "\n".join(render(*table, fmt) for table in tables.values())

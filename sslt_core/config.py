@@ -57,6 +57,7 @@ NonNegativeInt = Annotated[int, Range(min=0)]
 PositiveFloat = Annotated[float, Range(gt=0)]
 NonNegativeFloat = Annotated[float, Range(min=0)]
 Probability = Annotated[float, Range(min=0, max=1)]
+CropSize = Annotated[int, Range(min=32, max=1024)]  # an evaluation crop in pixels: 32 (CIFAR) to 1024
 # A name that becomes a folder: letters, digits, '_', '-', '.', not starting with '.', so never '..' or a path.
 Name = Annotated[str, Pattern(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", "a name of letters, digits, '_', '-' and '.' that "
                                                               "does not start with '.' (it becomes a folder)")]

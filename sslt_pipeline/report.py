@@ -5,7 +5,9 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from eval.tables import linear_table, render, transfer_table
+from eval.tables import render
+from evaluations.registry import EVALUATIONS
+from evaluations.tables import TABLES, build_table, protocol_note, shown_tables
 from sslt_core.atomic import atomic_path, write_bytes_atomic
 from sslt_core.errors import ResultsError
 
@@ -119,17 +121,14 @@ def plot_label_free(curves, spectra, path):
     _save(figure, path)
 
 
-# (label, how to read it from a ModelResult)
-TRANSFER_BARS = (
-    ("kNN top-1", lambda r: r.knn.top1 if r.knn else None),
-    ("linear top-1", lambda r: r.linear.top1 if r.linear else None),
-    ("VOC07 AP50", lambda r: r.detection["voc07"].mean.get("bbox", {}).get("AP50") if "voc07" in r.detection
-     else None),
-    ("COCO box AP", lambda r: r.detection["coco_det"].mean.get("bbox", {}).get("AP") if "coco_det" in r.detection
-     else None),
-    ("COCO mask AP", lambda r: r.detection["coco_instseg"].mean.get("segm", {}).get("AP")
-     if "coco_instseg" in r.detection else None),
-)
+def transfer_bars():
+    """(label, evaluation, metric) of every registered evaluation's bars, in registration order."""
+    return [(label, name, metric) for name, e in EVALUATIONS.items() for label, metric in e.plot]
+
+
+def _bar_value(result, name, metric):
+    record = result.evaluations.get(name)
+    return record.metrics.get(metric) if record else None
 
 
 def plot_transfer(results, path):
@@ -137,11 +136,12 @@ def plot_transfer(results, path):
     figure = Figure(figsize=(12, 4))
     axis = figure.subplots()
     width = 0.8 / max(len(results), 1)
+    bars = [bar for bar in transfer_bars() if any(bar[1] in r.evaluations for r in results)]
     for i, result in enumerate(results):
-        values = [get(result) or 0.0 for _, get in TRANSFER_BARS]
-        axis.bar([m + i * width for m in range(len(TRANSFER_BARS))], values, width, label=result.name)
-    axis.set_xticks([m + width * (len(results) - 1) / 2 for m in range(len(TRANSFER_BARS))])
-    axis.set_xticklabels([label for label, _ in TRANSFER_BARS])
+        values = [_bar_value(result, name, metric) or 0.0 for _, name, metric in bars]
+        axis.bar([m + i * width for m in range(len(bars))], values, width, label=result.name)
+    axis.set_xticks([m + width * (len(results) - 1) / 2 for m in range(len(bars))])
+    axis.set_xticklabels([label for label, _, _ in bars])
     axis.set_ylabel("%")
     axis.set_title("transfer results (missing or failed: 0)")
     axis.legend(fontsize=8)
@@ -160,9 +160,10 @@ def write_report(output_dir, config, models, entries, results):
     if spectra:
         plot_label_free(curves, spectra, output_dir / "plots" / "label_free.png")
     plot_transfer(results, output_dir / "plots" / "transfer.png")
-    lines = ["# Pretrain -> transfer report", "", f"Data: `{config.data_root}`", "",
-             "## Linear classification (SimSiam Table 4)", "", render(*linear_table(results), "md"),
-             "## Transfer (SimSiam Table 5)", "", render(*transfer_table(results), "md")]
+    lines = ["# Pretrain -> transfer report", "", f"Data: `{config.data_root}`", ""]
+    for name in shown_tables(results):
+        columns, rows, protocols = build_table(name, results)
+        lines += [f"## {TABLES[name].title}", "", render(columns, rows, "md"), protocol_note(protocols)]
     if curves:
         lines += ["## Pretraining", "", "![pretraining](plots/pretraining.png)", ""]
     if spectra:

@@ -3,11 +3,13 @@
     python tools/make_table.py output/pipeline/results/*.json
     python tools/make_table.py simsiam.json mocov2.json --format latex > tables.tex
 
-See eval/results.py for the results format. Best value per column in bold (none on a tie), mean +- std over
-trials; a results file of the wrong shape fails with one line naming the file and the key.
+See evaluations/results.py for the results format. Each column says the protocol of its numbers; two results of
+different protocols in one column are refused unless --mix-protocols. Best value per column in bold (none on a
+tie), mean +- std over trials; a results file of the wrong shape fails with one line naming the file and the key.
 """
-from eval.results import load_results
-from eval.tables import make_tables
+import evaluations  # noqa: F401  (registers every evaluation: their columns)
+from evaluations.results import load_results
+from evaluations.tables import make_tables
 from sslt_core.cli import ToolParser, run
 
 
@@ -15,8 +17,10 @@ def main(argv=None):
     parser = ToolParser(description=__doc__)
     parser.add_argument("results", nargs="+", help="results JSON files, one or more per model")
     parser.add_argument("--format", choices=("md", "csv", "latex", "json"), default="md")
+    parser.add_argument("--mix-protocols", action="store_true",
+                        help="allow results of different protocols in one column (each column lists them)")
     args = parser.parse_args(argv)
-    print(make_tables(load_results(args.results), args.format), end="")
+    print(make_tables(load_results(args.results), args.format, mix_protocols=args.mix_protocols), end="")
 
 
 if __name__ == "__main__":

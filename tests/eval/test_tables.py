@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from eval.results import load_results, parse_result
-from eval.tables import make_tables
+import evaluations  # noqa: F401
+from evaluations.results import load_results, parse_result
+from evaluations.tables import make_tables
 from sslt_core.errors import ResultsError
 from tests.conftest import run_tool
 
@@ -23,13 +24,14 @@ EXPECTED_MD = """\
 | VOC 07+12 det AP75 | COCO det AP50 | COCO det AP | COCO det AP75 | COCO instance seg AP50 \
 | COCO instance seg AP | COCO instance seg AP75 |
 |---|---|---|---|---|---|---|---|---|---|---|---|---|
-| SimSiam | **77.3 ± 0.2** | 48.5 ± 0.1 | **52.5 ± 0.3** | — | — | — | — | — | — | 56.0 | 34.4 | 36.7 |
-| MoCo v2 | 77.0 | **48.6** | 52.0 | — | — | — | — | — | — | failed | failed | failed |
+| SimSiam | **77.3 ± 0.2** | 48.5 ± 0.1 | **52.5 ± 0.3** | — | — | — | — | 39.2 | — | 56.0 | 34.4 | 36.7 |
+| MoCo v2 | 77.0 | **48.6** | 52.0 | — | — | — | failed | failed | failed | failed | failed | failed |
 | random init | — | — | — | — | — | — | — | — | — | — | — | — |
 """
 
 
 def test_markdown_tables_match_the_expected_text():
+    # COCO det is Mask R-CNN's box AP (the seed's column): the coco_instseg run fills it, and its failure fails it
     assert make_tables(load_results(RESULTS), "md") == EXPECTED_MD.replace("\\\n", "")
 
 

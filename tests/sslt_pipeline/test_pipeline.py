@@ -139,10 +139,12 @@ def test_a_detection_stage_spreads_its_trials_over_the_processes_of_its_job(tmp_
         "detection": {"voc07": {"config": str(REPO / "configs/demo/voc07.yaml"), "opts": FAST_DETECTION}}}))
     folder = tmp_path / "voc07"
     code = ("import json, sys; from pathlib import Path; from sslt_pipeline.config import load_pipeline_config; "
-            "from sslt_pipeline.pipeline import _detection; config = load_pipeline_config(sys.argv[1]); "
-            "print(json.dumps(_detection(config, config.detection['voc07'], None, num_gpus=2)(Path(sys.argv[2]), {})))")
+            "from sslt_pipeline.models import Model; from sslt_pipeline.pipeline import _evaluate; "
+            "config, checked = load_pipeline_config(sys.argv[1]); "
+            "run = _evaluate('voc07', checked['voc07'], Model('random init'), None, config, num_gpus=2); "
+            "print(json.dumps(run(Path(sys.argv[2]), {})['record']))")
     env = {k: v for k, v in SINGLE_THREAD.items() if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE")}
     result = run_tool("-c", code, path, folder, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert set(json.loads(result.stdout.splitlines()[-1])["mean"]) == {"bbox"}
+    assert {k.split("/")[0] for k in json.loads(result.stdout.splitlines()[-1])["metrics"]} == {"bbox"}
     assert "naiveSyncBN: BN statistics averaged over 2 process(es)" in (folder / "log.txt").read_text()

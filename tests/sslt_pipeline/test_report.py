@@ -4,8 +4,9 @@ from types import SimpleNamespace
 
 from PIL import Image
 
-from eval.results import parse_result
-from eval.tables import linear_table, render
+from eval.tables import render
+from evaluations.results import parse_result
+from evaluations.tables import build_table
 from sslt_pipeline.report import epoch_curves, write_report
 
 
@@ -35,7 +36,7 @@ def test_the_report_holds_the_tables_the_stages_and_decodable_plots(tmp_path):
                                                                                     "reason": "broke"}}
     write_report(tmp_path, SimpleNamespace(data_root="data/demo"), models, entries, results)
     report = (tmp_path / "report.md").read_text()
-    assert render(*linear_table(results), "md") in report
+    assert render(*build_table("linear", results)[:2], "md") in report
     assert "| a/pretrain | done | 3.5 |  |" in report and "| random_init/knn | failed |  | broke |" in report
     assert "![label-free](plots/label_free.png)" in report
     for name in ("pretraining", "transfer", "label_free"):

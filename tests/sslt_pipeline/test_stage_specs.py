@@ -9,13 +9,21 @@ import torch
 import torchvision
 import yaml
 
+import sslt_pipeline.models as models
 import sslt_pipeline.pipeline as pipeline
 from sslt_pipeline.stages import run_stages
 from tests.conftest import REPO
 
+
+
+def _record(name, metrics):
+    return {"record": {"evaluation": name, "protocol": f"{name}/stub", "metrics": metrics,
+                       "trials": [{"seed": 0, "metrics": metrics}], "scored_on": "val"}}
+
+
 OUTPUTS = {"pretrain": {"encoder": "encoder.safetensors", "final": {}}, "convert": {"pkl": "model.pkl"},
-           "knn": {"top1": 10.0, "top5": 50.0}, "linear": {"top1": 10.0, "top5": 50.0, "mode": "cached"},
-           "detection": {"mean": {"bbox": {"AP": 1.0, "AP50": 2.0, "AP75": 0.5}}, "std": {}}}
+           "knn": _record("knn", {"top1": 10.0, "top5": 50.0}), "linear": _record("linear", {"top1": 10.0}),
+           "detection": _record("voc07", {"bbox/AP": 1.0, "bbox/AP50": 2.0, "bbox/AP75": 0.5})}
 MODELS = ("simsiam", "random_init", "ext")
 KINDS = {"simsiam": ("pretrain", "knn", "linear", "convert", "voc07"), "random_init": ("knn", "linear", "voc07"),
          "ext": ("knn", "linear", "convert", "voc07")}
@@ -50,7 +58,7 @@ def setup(demo_root, tmp_path, monkeypatch):
 
     monkeypatch.setattr(pipeline, "run_stages", recording_run_stages)
     monkeypatch.setattr(pipeline, "write_report", lambda *args: None)  # plots: not what is tested here
-    monkeypatch.setattr(pipeline, "read_encoder", lambda *args, **kwargs: None)  # the up-front check of ext.pth
+    monkeypatch.setattr(models, "read_encoder", lambda *args, **kwargs: None)  # the up-front check of ext.pth
 
     def rerun(change=None):
         """Apply `change` to the config dict (or the files), run the pipeline, return the set of stages run."""

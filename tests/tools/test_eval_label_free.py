@@ -18,7 +18,7 @@ def test_the_tools_numbers_are_the_formulas_on_the_chosen_images(tool, demo_root
                           "--image-size", "32", "--samples", "24", "--seed", "3", "--workers", "0",
                           "--output", tmp_path / "lf.json")
     assert code == 0, err
-    record = json.loads((tmp_path / "lf.json").read_text())["label_free"]
+    record = json.loads((tmp_path / "lf.json").read_text())["details"]["label_free"]
     folder = ImageFolder(str(Path(demo_root) / "imagenet" / "train"))
     chosen = sorted(torch.randperm(len(folder), generator=torch.Generator().manual_seed(3))[:24].tolist())
     transform = transforms.Compose([transforms.Resize(37), transforms.CenterCrop(32), transforms.ToTensor(),
@@ -40,6 +40,6 @@ def test_a_collapsed_representation_is_reported_with_alpha_undefined(tool, demo_
     code, out, err = tool("eval_label_free", "--weights", "random", "--arch", "resnet18", "--data", demo_root,
                           "--image-size", "32", "--samples", "2", "--workers", "0", "--output", tmp_path / "lf.json")
     assert code == 0, err
-    record = json.loads((tmp_path / "lf.json").read_text())["label_free"]
+    record = json.loads((tmp_path / "lf.json").read_text())["details"]["label_free"]
     assert record["alpha"] is None and "1 non-zero eigenvalue" in record["alpha_note"]
     assert "alpha-ReQ not defined" in out
