@@ -172,13 +172,16 @@ def linear_check(data, device):
 
 
 def detection_check(config, data, out, device):
-    from transfer.finetune import run_trials
+    from transfer.detection_recipe import load_recipe
+    from transfer.detection_run import DetectionRun
+    from transfer.trials import run_trials
 
     fast = ("SOLVER.MAX_ITER", "20", "SOLVER.IMS_PER_BATCH", "4", "TEST.PRECISE_BN.NUM_ITER", "2")
     if device.type == "cuda":  # the AMP path is the one to check on a GPU (fp32, the protocol's, is the default)
         fast += ("SOLVER.AMP.ENABLED", "True")
     start = time.perf_counter()
-    summary = run_trials(REPO / "configs" / "demo" / config, "random", out, opts=fast, data_root=data, quiet=True)
+    summary = run_trials(DetectionRun(load_recipe(REPO / "configs" / "demo" / config, fast), "random", out,
+                                      data_root=data, quiet=True))
     seconds = time.perf_counter() - start
     log = (out / "log.txt").read_text()
     amp = "training loop: detectron2's AMPTrainer" in log or device.type != "cuda"

@@ -259,13 +259,20 @@ def safe_load_unique(text):
 
 def read_yaml(path):
     """The mapping in YAML file `path`, with one-line errors for a missing file, a folder or bad YAML."""
+    return read_yaml_text(path)[1]
+
+
+def read_yaml_text(path):
+    """(text, mapping) of YAML file `path`, the file read once (for a caller that also keeps or hashes its text:
+    text.encode() is the file's bytes); the errors of read_yaml."""
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"config {path} is a folder; give the path of a YAML file")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; check the path")
     try:
-        data = safe_load_unique(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+        data = safe_load_unique(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -276,10 +283,10 @@ def read_yaml(path):
     except RecursionError:
         raise ConfigError(f"config {path} nests thousands of levels deep; a config is a few levels of keys") from None
     if data is None:
-        return {}
+        return text, {}
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} must hold a mapping of keys to values, got a {type(data).__name__}")
-    return data
+    return text, data
 
 
 def to_dict(instance):

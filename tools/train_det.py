@@ -22,8 +22,10 @@ from sslt_core.cli import ToolParser, add_cluster_arguments, non_negative_int, p
 from sslt_core.errors import ClusterError
 from sslt_core.lock import OutputLock
 from sslt_core.safe_load import TRUST_FLAG
-from transfer.finetune import check_run, run_trials, start_run
-from transfer.job import TrialRun, submit_trials
+from transfer.detection_recipe import load_recipe
+from transfer.detection_run import DetectionRun, check_run, start_run
+from transfer.job import submit_trials
+from transfer.trials import run_trials
 
 
 def parse_args(argv=None):
@@ -51,24 +53,20 @@ def parse_args(argv=None):
     return args
 
 
-def worker(args):
-    summary = run_trials(args.config, args.weights, args.output_dir, trials=args.trials, seed=args.seed,
-                         opts=args.opts, data_root=args.data_root, resume=args.resume, trust=args.trust_checkpoint)
+def worker(run, identity):
+    summary = run_trials(run, identity)
     if summary is not None:
         print(json.dumps({"mean": summary["mean"], "std": summary["std"]}, indent=2))
 
 
-def submit(args):
+def submit(args, run, identity):
     """Each unfinished trial as its own job; with --wait, one line per failed trial and its log."""
-    output = Path(args.output_dir)
+    output = Path(run.output_dir)
     with OutputLock(output):  # no local run holds the folder; the trial jobs lock their own trial folders
-        start_run(args.config, args.weights, output, args.trials, args.seed, args.opts, args.data_root,
-                  args.resume, args.trust_checkpoint, here=False)
+        start_run(run, here=False, identity=identity)
     resources = cluster.Resources(nodes=args.nodes, gpus_per_node=args.gpus_per_node,
                                   cpus_per_task=args.cpus_per_task, time=args.time, partition=args.partition,
                                   account=args.account)
-    run = TrialRun(str(args.config), args.weights, str(output), args.trials, args.seed, tuple(args.opts),
-                   args.data_root, args.gpus_per_node, args.trust_checkpoint)
     outcome = submit_trials(run, args.launcher, resources, args.slurm_dir or output / "slurm")
     jobs = {trial: job for trial, job in outcome.items() if not isinstance(job, str)}
     for trial, job in outcome.items():
@@ -94,22 +92,26 @@ def submit(args):
 
 
 def main(argv=None):
+    """The config is read and checked once, here, into a recipe; the run (recipe, weights, folder, trials, ...) is
+    checked once and passed down."""
     args = parse_args(argv)
     if args.launcher != "local":
         cluster.check_launcher(args.launcher)
-        check_run(args.config, args.weights, args.output_dir, args.trials, args.seed, args.opts, args.resume,
-                  args.trust_checkpoint, args.data_root, world_size=max(1, args.gpus_per_node) * args.nodes, here=False)
-        return submit(args)
-    check_run(args.config, args.weights, args.output_dir, args.trials, args.seed, args.opts, args.resume,
-              args.trust_checkpoint, args.data_root, world_size=args.num_gpus * args.num_machines)
+    run = DetectionRun(load_recipe(args.config, args.opts, trust=args.trust_checkpoint), args.weights,
+                       args.output_dir, trials=args.trials, seed=args.seed, data_root=args.data_root,
+                       resume=args.resume, trust=args.trust_checkpoint, gpus_per_node=args.gpus_per_node)
+    if args.launcher != "local":
+        identity = check_run(run, world_size=max(1, args.gpus_per_node) * args.nodes, here=False)
+        return submit(args, run, identity)
+    identity = check_run(run, world_size=args.num_gpus * args.num_machines)
     from detectron2.engine import launch  # after transfer/, which quiets detectron2's import-time warnings
 
     if args.machine_rank:  # the first machine holds the lock of the shared output folder
         return launch(worker, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-                      dist_url=args.dist_url, args=(args,))
-    with OutputLock(args.output_dir):
+                      dist_url=args.dist_url, args=(run, identity))
+    with OutputLock(run.output_dir):
         launch(worker, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-               dist_url=args.dist_url, args=(args,))
+               dist_url=args.dist_url, args=(run, identity))
 
 
 if __name__ == "__main__":

@@ -62,17 +62,23 @@ DETECTION_SETS = {**_STANDARD, **{
     for name, s in _STANDARD.items()}}
 
 
+_REGISTERED = {}  # name -> the root this process registered it from
+
+
 def register_detection_sets(names, data_root=None):
-    """(Re-)register dataset `names` from the datasets root (flag, else $DETECTRON2_DATASETS), checking layouts.
+    """(Re-)register dataset `names` from the datasets root (flag, else $DETECTRON2_DATASETS), checking layouts;
+    a name already registered by this process from the same root is left as it is (once per process and root).
 
     detectron2 registers its builtin names at import from $DETECTRON2_DATASETS; they are replaced here so that
     --data-root is honoured and a wrong root fails at once with the layout expected.
     """
-    for name in names:
+    for name in dict.fromkeys(names):
         if name not in DETECTION_SETS:
             raise ConfigError(f"unknown dataset '{name}' in DATASETS; known: {', '.join(DETECTION_SETS)}")
         spec = DETECTION_SETS[name]
         root = dataset_path(spec.layout, data_root)
+        if _REGISTERED.get(name) == str(root) and name in DatasetCatalog:
+            continue
         if name in DatasetCatalog.list():
             DatasetCatalog.remove(name)
             MetadataCatalog.remove(name)
@@ -82,6 +88,7 @@ def register_detection_sets(names, data_root=None):
         else:
             json_file = root / "annotations" / f"instances_{spec.split}.json"
             register_coco_instances(name, {}, str(json_file), str(root / spec.split))
+        _REGISTERED[name] = str(root)
 
 
 def check_detection_sets(names, data_root=None):

@@ -5,7 +5,6 @@ and a trial that is done (trial_<k>/result.json) or whose job still runs (OUTPUT
 again."""
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import submitit
@@ -15,38 +14,25 @@ from sslt_core import cluster
 from sslt_core.atomic import write_json_atomic
 from sslt_core.errors import ConfigError
 from sslt_core.fingerprint import file_digest
-from transfer.finetune import run_one_trial, setup_logging, summarize_run
+from transfer.trials import run_one_trial, setup_logging, summarize_run
 
 JOBS_FILE = "jobs.json"  # {trial: {"launcher", "folder", "job_id"}}
 
 
-@dataclass
-class TrialRun:
-    """What every trial job of one run shares (picklable)."""
-
-    config: str
-    weights: str
-    output_dir: str
-    trials: int
-    seed: int = 0
-    opts: tuple = ()
-    data_root: str = None
-    gpus_per_node: int = 0
-    trust: bool = False  # the weights may be fully unpickled
-
-
 def _worker(run, trial):
-    setup_logging(Path(run.output_dir), quiet=True, name_suffix=f".trial{trial}")
-    run_one_trial(run.config, run.weights, run.output_dir, trial, run.seed, run.opts, run.data_root, run.trust)
+    setup_logging(run.output_dir, quiet=True, name_suffix=f".trial{trial}")
+    run_one_trial(run, trial)
 
 
 class TrialJob(submitit.helpers.Checkpointable):
+    """Trial `trial` of a started DetectionRun (transfer/detection_run.py) as one job."""
+
     def __init__(self, run, trial):
         self.run, self.trial = run, trial
 
     def __call__(self):
         env = submitit.JobEnvironment()
-        folder = Path(self.run.output_dir) / f"trial_{self.trial}"
+        folder = self.run.folder(self.trial)
         recorded = json.loads((Path(self.run.output_dir) / "run.json").read_text())["weights_sha256"]
         if self.run.weights != "random" and file_digest(self.run.weights) != recorded:
             raise ConfigError(f"{self.run.weights} changed since the run started (sha256 {recorded[:12]}...); "
@@ -56,8 +42,7 @@ class TrialJob(submitit.helpers.Checkpointable):
         launch(_worker, max(1, self.run.gpus_per_node), num_machines=env.num_nodes, machine_rank=env.node,
                dist_url=dist_url if env.num_nodes > 1 else "auto", args=(self.run, self.trial))
         if env.node == 0:
-            summarize_run(self.run.config, self.run.weights, self.run.output_dir, self.run.trials, self.run.seed,
-                          self.run.opts)
+            summarize_run(self.run)
             return str(folder / "result.json")
         return None
 

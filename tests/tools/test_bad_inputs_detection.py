@@ -22,7 +22,8 @@ from tests.sslt_core import hostile
 from tests.sslt_core.layouts import random_resnet
 from tests.tools.test_bad_inputs import DEMO_VOC, _fill, pipeline_config
 from transfer.convert import to_detectron2
-from transfer.finetune import run_identity
+from transfer.detection_recipe import load_recipe
+from transfer.detection_run import DetectionRun
 
 DEMO_COCO = REPO / "configs" / "demo" / "coco_det.yaml"
 
@@ -126,7 +127,8 @@ def started(plant):
     def setup(out, files):
         folder = out / "det" / "trial_0"
         folder.mkdir(parents=True)
-        (out / "det" / "run.json").write_text(json.dumps(run_identity(DEMO_VOC, [], "random", 0)))
+        (out / "det" / "run.json").write_text(json.dumps(DetectionRun(load_recipe(DEMO_VOC), "random", out / "det")
+                                                         .identity()))
         plant(folder, files)
     return setup
 
@@ -343,14 +345,14 @@ def test_N77_a_really_full_disk_during_detection_is_one_line_naming_the_checkpoi
 def test_detection_trains_in_fp32_by_default_even_with_a_gpu(monkeypatch, tmp_path):
     """Issue 27 item 4: MoCo's detection protocol trains in fp32 (its configs leave detectron2's default,
     SOLVER.AMP.ENABLED False); AMP only when asked for, and then recorded in the trial's result.json."""
-    import transfer.finetune as finetune
+    import transfer.trials as trials
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    cfg, notes = finetune.build_config(DEMO_VOC, [], "", tmp_path / "trial_0", 0, 1)
+    cfg, notes = load_recipe(DEMO_VOC).trial_config("", tmp_path / "trial_0", 0, 1)
     assert cfg.MODEL.DEVICE == "cuda"
     assert cfg.SOLVER.AMP.ENABLED is False and cfg.SOLVER.AMP.ENABLED == get_cfg().SOLVER.AMP.ENABLED
     assert any("SOLVER.AMP.ENABLED False" in note for note in notes)
-    cfg, _ = finetune.build_config(DEMO_VOC, ["SOLVER.AMP.ENABLED", "True"], "", tmp_path / "trial_0", 0, 1)
+    cfg, _ = load_recipe(DEMO_VOC, ["SOLVER.AMP.ENABLED", "True"]).trial_config("", tmp_path / "trial_0", 0, 1)
     assert cfg.SOLVER.AMP.ENABLED is True
 
     class Trainer:  # detectron2's training and evaluation stand aside: what is recorded is the question
@@ -369,9 +371,9 @@ def test_detection_trains_in_fp32_by_default_even_with_a_gpu(monkeypatch, tmp_pa
         def test(cfg, model):
             return {"bbox": {"AP": 1.0, "AP50": 2.0, "AP75": float("nan")}}
 
-    monkeypatch.setattr(finetune, "_Trainer", Trainer)
-    monkeypatch.setattr(finetune, "register_detection_sets", lambda names, root: None)
-    finetune.run_trial(cfg, None)
+    monkeypatch.setattr(trials, "_Trainer", Trainer)
+    monkeypatch.setattr(trials, "register_detection_sets", lambda names, root: None)
+    trials.run_trial(cfg, None)
     result = json.loads((tmp_path / "trial_0" / "result.json").read_text())
     assert result["precision"] == "amp" and result["device"] == "cuda"
     assert result["results"] == {"bbox": {"AP": 1.0, "AP50": 2.0, "AP75": None}}

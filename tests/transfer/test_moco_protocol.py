@@ -13,7 +13,7 @@ import torch
 from detectron2.config import get_cfg
 
 from tests.conftest import REPO, run_tool
-from transfer.finetune import build_config
+from transfer.detection_recipe import load_recipe
 
 OFFICIAL = {
     "Base-RCNN-C4-BN.yaml": """
@@ -155,7 +155,7 @@ def test_one_process_keeps_naive_sync_bn_which_is_plain_bn_there(tmp_path):
     from detectron2.layers import NaiveSyncBatchNorm
     from detectron2.modeling import build_model
 
-    cfg, notes = build_config(REPO / "configs" / "voc07.yaml", [], "", tmp_path, 0, 1)
+    cfg, notes = load_recipe(REPO / "configs" / "voc07.yaml").trial_config("", tmp_path, 0, 1)
     assert cfg.MODEL.RESNETS.NORM == "naiveSyncBN" and not any("->" in note for note in notes)
     model = build_model(cfg).train()
     norms = [m for m in model.modules() if isinstance(m, NaiveSyncBatchNorm)]
