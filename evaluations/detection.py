@@ -123,11 +123,27 @@ def _percentages(metrics):
     return dict.fromkeys(metrics, (0, 100))  # COCO-style AP values are percentages
 
 
+def _cli_of(config):
+    def add_arguments(parser):
+        from evaluations.detection_cli import add_arguments
+
+        add_arguments(parser, config)
+    return add_arguments
+
+
+def _main_of(task):
+    def main(args):
+        from evaluations.detection_cli import main_of
+
+        return main_of(task)(args)
+    return main
+
+
 for _name, _config, _columns_of_task, _bar in TASKS:
     register(Evaluation(
         _name, DetectionSettings, run_of(_name), protocol_of(_name), columns=_columns_of_task,
         prepare=prepare_of(_config),
         files=lambda checked: checked.recipe.texts(), reads=reads, detectron2_weights=True, plot=(_bar,),
-        ranges=_percentages, summary=summary, resource_kind="detection",
+        ranges=_percentages, summary=summary, resource_kind="detection", cli=_cli_of(_config), main=_main_of(_name),
         resources=Resources(nodes=1, gpus_per_node=8, time=24 * 60),
         demo={"config": f"configs/demo/{Path(_config).name}", "opts": list(DEMO_OPTS)}, description=__doc__))

@@ -12,13 +12,18 @@ def settings_dict(checked):
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(settings).items()}
 
 
-def run_evaluation(evaluation, weights, data_root, output_dir, checked, context):
-    """The evaluation's record, with the checkpoint's sha256, versions, device, resolved settings and wall time."""
-    start = time.time()
-    output_dir = None if output_dir is None else Path(output_dir)
-    record = evaluation.run(weights, data_root, output_dir, checked, context)  # checks the weights it reads first
+def with_provenance(record, weights, checked, seconds):
+    """`record` with the checkpoint's sha256, versions, device, resolved settings and wall time."""
     record.weights, record.checkpoint_sha256 = str(weights.path), weights_digest(weights.path)
     record.settings = settings_dict(checked)
     record.environment = {**environment(record.environment.get("device")), **record.environment}
-    record.seconds = round(time.time() - start, 2)
+    record.seconds = round(seconds, 2)
     return record
+
+
+def run_evaluation(evaluation, weights, data_root, output_dir, checked, context):
+    """The evaluation's record, with its provenance (with_provenance)."""
+    start = time.time()
+    output_dir = None if output_dir is None else Path(output_dir)
+    record = evaluation.run(weights, data_root, output_dir, checked, context)  # checks the weights it reads first
+    return with_provenance(record, weights, checked, time.time() - start)

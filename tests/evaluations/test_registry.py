@@ -53,7 +53,7 @@ def _check(name, record, weights_sha256):
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
     assert env["git_commit"].split("+")[0] == commit.strip()
     assert env["device"] in ("cpu", "cuda") and env["device_count"] >= 1 and record.seconds > 0
-    assert record.scored_on and set(record.settings) == {f for f in evaluation.settings.__dataclass_fields__}
+    assert record.scored_on and set(record.settings) == set(evaluation.settings.__dataclass_fields__)
     result = parse_result(ModelResult(name="m", epochs=1, evaluations={name: record}).to_dict())
     for column in evaluation.columns:  # each column it registers is in its table, holding its metric
         columns, rows, protocols = build_table(column.table, [result])

@@ -70,9 +70,14 @@ def test_pipeline_runs_skips_and_reruns_only_what_changed(tmp_path):
     assert len(manifest) == 2 * 6 + 4 and all(e["status"] == "done" for e in manifest.values())
     for name in ("simsiam", "byol", "random_init"):
         result = json.loads((out / "results" / f"{name}.json").read_text())
-        assert result["knn"]["top1"] == pytest.approx(knn_by_sklearn(out / name / "features"))
-        assert set(result["detection"]) == {"voc07", "coco_instseg", "coco_det"} and not result["failed"]
-        assert result["detection"]["coco_det"]["mean"]["bbox"] == result["detection"]["coco_instseg"]["mean"]["bbox"]
+        records = result["evaluations"]
+        assert records["knn"]["metrics"]["top1"] == pytest.approx(knn_by_sklearn(out / name / "features"))
+        assert set(records) == {"knn", "linear", "voc07", "coco_instseg"} and not result["failed"]
+        assert records["knn"]["protocol"] == "knn/k5-t0.07-crop32" and records["linear"]["global_batch_size"] == 32
+        assert [t["seed"] for t in records["voc07"]["trials"]] == [0]
+        row = next(r for r in json.loads((out / "tables.json").read_text())["transfer"] if r["name"] == name)
+        box = records["coco_instseg"]["metrics"]["bbox/AP"]  # the seed's COCO det column: Mask R-CNN's box AP
+        assert (row["COCO det AP"] or {}).get("mean") == (None if box is None else pytest.approx(box))
     tables = (out / "tables.md").read_text()
     assert "| simsiam | simsiam | 16 |" in tables and "VOC 07 det AP50" in tables
     report = (out / "report.md").read_text()
@@ -97,15 +102,16 @@ def test_a_failing_stage_marks_its_row_and_the_run_goes_on(tmp_path):
     path = tmp_path / "pipeline.yaml"
     path.write_text(yaml.safe_dump(config))
     result = run(path, tmp_path / "out")
-    assert result.returncode == 1 and "1 stage(s) failed: broken/pretrain; 3 skipped as they need those: " \
-        "broken/knn, broken/linear, broken/convert" in result.stdout, result.stdout[-2000:]
+    assert result.returncode == 1 and "1 stage(s) failed: broken/pretrain; 2 skipped as they need those: " \
+        "broken/knn, broken/linear" in result.stdout, result.stdout[-2000:]  # no detection: nothing to convert
     row = next(line for line in (tmp_path / "out" / "tables.md").read_text().splitlines() if line.startswith(
         "| broken |"))
     assert row.endswith("| failed | failed |"), row  # no budget: plain linear / kNN
     report = (tmp_path / "out" / "report.md").read_text()
     assert "| broken/knn | skipped |" in report and "needs broken/pretrain, which failed" in report
     random_init = json.loads((tmp_path / "out" / "results" / "random_init.json").read_text())
-    assert random_init["knn"]["top1"] == pytest.approx(knn_by_sklearn(tmp_path / "out" / "random_init" / "features"))
+    assert random_init["evaluations"]["knn"]["metrics"]["top1"] == pytest.approx(
+        knn_by_sklearn(tmp_path / "out" / "random_init" / "features"))
 
 
 @pytest.mark.slow

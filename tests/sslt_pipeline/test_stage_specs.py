@@ -15,7 +15,6 @@ from sslt_pipeline.stages import run_stages
 from tests.conftest import REPO
 
 
-
 def _record(name, metrics):
     return {"record": {"evaluation": name, "protocol": f"{name}/stub", "metrics": metrics,
                        "trials": [{"seed": 0, "metrics": metrics}], "scored_on": "val"}}

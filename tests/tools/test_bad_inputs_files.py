@@ -257,7 +257,8 @@ def test_a_damaged_feature_cache_is_computed_again_and_said(case, files, knn_ref
     assert "Traceback" not in stderr
     said = caplog.text + stderr  # a warning of the eval.features logger (on the console: Python's last resort)
     assert re.search(r"cached features .*train-.*\.npz .*: computing them again", said), said[-2000:]
-    assert json.loads((tmp_path / "r.json").read_text())["knn"] == reference["knn"]  # as a fresh computation
+    knn = json.loads((tmp_path / "r.json").read_text())["details"]["knn"]
+    assert knn == reference["details"]["knn"]  # as a fresh computation
 
 
 def test_an_intact_feature_cache_is_used_silently(files, knn_reference, tool, tmp_path, caplog):
@@ -267,7 +268,7 @@ def test_an_intact_feature_cache_is_used_silently(files, knn_reference, tool, tm
                                   files, tmp_path))
     assert code == 0 and "computing them again" not in stderr + caplog.text
     assert "features train" not in stderr  # nothing computed
-    assert json.loads((tmp_path / "r.json").read_text())["knn"] == reference["knn"]
+    assert json.loads((tmp_path / "r.json").read_text())["details"]["knn"] == reference["details"]["knn"]
 
 
 # --- pretrain_net --resume on damaged state, and a damaged job record ----------------------------------------------
