@@ -146,6 +146,9 @@ def run_pipeline(config_path, output_dir, log=print, launcher="local", max_paral
     kinds = default_resources()
     stages, models = build_stages(config, checked, detection_gpus=config.resources.get(
         "detection", kinds["detection"]).gpus_per_node if jobs else 0)
+    unknown = [stage.id for stage in stages if stage.kind not in kinds]
+    if unknown:  # never a fallback to another kind's resources
+        raise ConfigError(f"stages {unknown} have no known kind ({', '.join(kinds)})")
     if not config.demo_data:
         check_data(config, checked)
     with OutputLock(output_dir) as lock:

@@ -72,3 +72,21 @@ def test_a_failure_marks_what_needs_it_and_the_rest_goes_on(tmp_path):
     fixed = Recorder()
     run_stages(chain(fixed), tmp_path, log=lambda m: None)
     assert fixed.calls == ["a/pretrain", "a/knn", "a/voc"]
+
+
+def test_a_stage_of_no_known_kind_is_an_error_not_another_kinds_resources(tmp_path):
+    """Every stage kind is pretrain, convert or a registered evaluation's; anything else is refused, never given
+    detection's (or any) resources."""
+    import pytest
+
+    from evaluations.registry import EVALUATIONS
+    from sslt_core.errors import ConfigError
+    from sslt_pipeline.config import default_resources
+    from sslt_pipeline.pipeline import job_launcher
+
+    kinds = default_resources()
+    assert {"pretrain", "convert"} | {e.resource_kind for e in EVALUATIONS.values()} == set(kinds)
+    launch = job_launcher(type("Config", (), {"resources": {}})(), "submitit-local")
+    for kind in (None, "svm"):
+        with pytest.raises(ConfigError, match="not one of pretrain, convert"):
+            launch(Stage("m/svm", {}, lambda folder, inputs: {}, kind=kind), tmp_path, {}, tmp_path / "job")
