@@ -4,15 +4,19 @@
     python benchmarks/pretrain_throughput.py --data data/demo --image-size 64 --batch-size 32 --steps 5 --device cpu
     python benchmarks/pretrain_throughput.py --data data/demo --loaders-only --image-size 64 --batch-size 64
 
-For each method (its ImageNet preset's model at --image-size; SwAV with its multi-crop), in one run:
-- ceiling: forward + backward + optimizer step on views already on the device (bf16 autocast + channels_last on
-  a GPU), image pairs per second;
+For each method (its ImageNet preset's model at --image-size; SwAV with its multi-crop), in one run, always
+pretraining's own loop (pretrain/loop.py on sslt_core/engine: its step function with the NaN guard's host sync,
+the method's hooks, the lr schedule, the output-std monitor; the checkpoints, metric lines and epoch-end monitors
+aside, which run every N steps):
+- ceiling: that loop on views already on the device (bf16 autocast + channels_last on a GPU), image pairs per
+  second;
 - pil: the whole loop from the JPEG files, PIL decoding and augmentation in --workers processes;
 - tensor: the whole loop, the workers reading bytes and the device decoding (nvJPEG) and augmenting batches;
 with each loop's ratio to the ceiling. --loaders-only times the two data paths alone (views on the device, no
 model), on the same files. Prints a table and one JSON line per row.
 """
 import argparse
+import itertools
 import json
 import time
 
@@ -20,10 +24,14 @@ import torch
 
 from pretrain.augment import SeededViews, collate, to_device_views
 from pretrain.config import load_config
+from pretrain.loop import pretrain_loop
 from pretrain.methods import build_method
-from pretrain.train import build_optimizer, precision_setup
+from pretrain.schedule import build_optimizer
 from pretrain.view_params import view_size
 from sslt_core.datasets import image_folder
+from sslt_core.engine import HookBase, precision_setup
+
+STEPS = 10**6  # the schedule's length as the methods see it: the timed steps sit at its start
 
 
 def synchronize(device):
@@ -34,24 +42,39 @@ def synchronize(device):
 def setup(method, args, device):
     run = load_config(f"configs/pretrain/{method}_r50.yaml",
                       [f"train.image_size={args.image_size}", f"train.batch_size={args.batch_size}",
-                       f"train.data={args.data}", "train.precision=auto"])
+                       f"train.data={args.data}", "train.precision=auto",
+                       f"train.max_steps={args.warmup + args.steps}"])
     model = build_method(run)
-    model.prepare(run.train, steps_per_epoch=10**6)
+    model.prepare(run.train, steps_per_epoch=STEPS)
     autocast, channels_last, _ = precision_setup(device, run.train.precision)
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format).train()
     return run, model, build_optimizer(model, run.train), autocast, channels_last
 
 
-def step(model, optimizer, views, autocast, channels_last, index):
-    if channels_last:
-        views = [v.contiguous(memory_format=torch.channels_last) for v in views]
-    with autocast:
-        loss = model(views)["loss"]
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    model.before_optimizer_step(index)
-    optimizer.step()
-    model.on_step_end(index, 10**6)
+class Timer(HookBase):
+    """Seconds from the start of step `warmup` to the end of the last step, the device synchronised at both."""
+
+    def __init__(self, warmup, device):
+        self.warmup, self.device, self.start, self.seconds = warmup, device, None, None
+
+    def before_step(self, loop):
+        if loop.step == self.warmup:
+            synchronize(self.device)
+            self.start = time.perf_counter()
+
+    def after_train(self, loop):
+        if self.start is not None:  # not where the loop failed before the timed steps
+            synchronize(self.device)
+            self.seconds = time.perf_counter() - self.start
+
+
+def timed_loop(run, model, optimizer, batches, autocast, channels_last, device, args):
+    """Seconds of args.steps steps of pretraining's loop (after args.warmup) on batches(epoch, skip)."""
+    timer = Timer(args.warmup, device)
+    loop = pretrain_loop(model, model, optimizer, run.train, batches, STEPS, STEPS, device, channels_last, autocast,
+                         hooks=[timer])
+    loop.run()
+    return timer.seconds
 
 
 def loader(run, model, args, pipeline):
@@ -80,18 +103,17 @@ def measure(method, args, device):
     if not args.loaders_only:
         sizes = [view_size(r, args.image_size) for r in model.view_recipes]
         fixed = [torch.randn(args.batch_size, 3, s, s, device=device) for s in sizes]
-        seconds = timed(args.steps, args.warmup, lambda k: step(model, optimizer, fixed, autocast, channels_last, k),
-                        device)
+        seconds = timed_loop(run, model, optimizer, lambda epoch, skip: itertools.repeat((fixed, None)), autocast,
+                             channels_last, device, args)
         rows["ceiling"] = args.batch_size * args.steps / seconds
     for pipeline in ("pil", "tensor"):
         batches = endless(loader(run, model, args, pipeline))
-
-        def one(k, batches=batches):
-            views = to_device_views(next(batches)[0], device)
-            if not args.loaders_only:
-                step(model, optimizer, views, autocast, channels_last, k)
-
-        seconds = timed(args.steps, args.warmup, one, device)
+        if args.loaders_only:  # the data path alone: views on the device, no model
+            seconds = timed(args.steps, args.warmup, lambda k, batches=batches: to_device_views(next(batches)[0],
+                                                                                                device), device)
+        else:
+            seconds = timed_loop(run, model, optimizer, lambda epoch, skip, batches=batches: batches, autocast,
+                                 channels_last, device, args)
         rows[pipeline] = args.batch_size * args.steps / seconds
         batches.close()  # this pipeline's workers stop before the next one is timed
     return rows

@@ -17,10 +17,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 from torchvision import transforms
-from tqdm import tqdm
 
 from eval.knn import accuracy
-from sslt_core.errors import ToolkitError
+from sslt_core.engine import ParamScheduler, ProgressBar, TrainingDiverged, TrainLoop
 from sslt_core.images import IMAGENET_MEAN, IMAGENET_STD
 from sslt_core.optim import LARC
 
@@ -74,7 +73,7 @@ def bn_statistics(encoder):
             if "running" in k or "num_batches" in k}
 
 
-class LinearProbeDiverged(ToolkitError):
+class LinearProbeDiverged(TrainingDiverged):
     """A non-finite loss of the linear classifier."""
 
 
@@ -95,21 +94,24 @@ def _optimizer(protocol, layer):
 
 
 def train_linear(batches_per_epoch, dim, num_classes, protocol, seed=0, desc="linear"):
-    """Train a linear classifier; `batches_per_epoch(epoch)` yields (features, labels) batches."""
+    """Train a linear classifier on the engine's loop; `batches_per_epoch(epoch, generator)` yields (features,
+    labels) batches; the lr is set at the start of each epoch. One process: the loss is not averaged over ranks."""
     layer = _classifier(dim, num_classes, seed)
     optimizer = _optimizer(protocol, layer)
     generator = torch.Generator().manual_seed(seed)
-    for epoch in tqdm(range(protocol.epochs), desc=desc, leave=False):
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(protocol, epoch)
-        for features, labels in list(batches_per_epoch(epoch, generator)):
-            loss = torch.nn.functional.cross_entropy(layer(features), labels)
-            if not torch.isfinite(loss):
-                raise LinearProbeDiverged(f"linear probe loss is {loss.item()} at epoch {epoch}: lower the lr "
-                                         f"(now {protocol.lr:g}) or use --protocol simsiam")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+
+    def forward(batch):
+        features, labels = batch
+        return torch.nn.functional.cross_entropy(layer(features), labels)
+
+    def diverged(loop, loss):
+        return LinearProbeDiverged(f"linear probe loss is {loss} at epoch {loop.epoch}: lower the lr "
+                                   f"(now {protocol.lr:g}) or use --protocol simsiam")
+
+    hooks = [ParamScheduler(optimizer, lr=lambda epoch: lr_at(protocol, epoch), unit="epoch"),
+             ProgressBar(desc, per="epoch")]
+    TrainLoop(forward, optimizer, lambda epoch, skip: list(batches_per_epoch(epoch, generator)), protocol.epochs,
+              hooks=hooks, diverged=diverged, sync_loss=False).run()
     return layer
 
 

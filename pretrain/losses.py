@@ -1,7 +1,7 @@
 """The five losses, each as its paper writes it, on already computed embeddings.
 
 All take per-rank batches; where a loss couples samples (SimCLR's negatives, SwAV's equipartition) the
-coupling is global across ranks (pretrain/distributed.py), so the loss of a batch split over ranks equals
+coupling is global across ranks (sslt_core/engine/distributed.py), so the loss of a batch split over ranks equals
 the loss of the whole batch on one process.
 """
 import math

@@ -1,4 +1,4 @@
-"""What every method provides to the training loop (pretrain/train.py)."""
+"""What every method provides to the training loop (pretrain/loop.py on sslt_core/engine)."""
 import torch
 from torch import nn
 
