@@ -18,6 +18,7 @@ sha256, and the fingerprint of every split it reads (sslt_pipeline/fingerprints.
 import pickle
 from pathlib import Path
 
+from evaluations.bundle import write_pipeline_bundles
 from evaluations.record import parse_record
 from evaluations.registry import EVALUATIONS, Context
 from evaluations.results import ModelResult
@@ -168,6 +169,7 @@ def run_pipeline(config_path, output_dir, log=print, launcher="local", max_paral
         for fmt, suffix in (("md", "md"), ("csv", "csv"), ("latex", "tex"), ("json", "json")):
             write_bytes_atomic(output_dir / f"tables.{suffix}", make_tables(results, fmt, mix_protocols=True).encode())
         write_report(output_dir, config, models, entries, results)
+        write_pipeline_bundles(output_dir)  # OUTPUT/<model>/bundle/: results.json, CSVs, model card, SHA256SUMS
     failed = [stage_id for stage_id, entry in entries.items() if entry["status"] == "failed"]
     skipped = [stage_id for stage_id, entry in entries.items() if entry["status"] == "skipped"]
     if failed:

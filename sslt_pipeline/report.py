@@ -6,6 +6,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from eval.tables import render
+from evaluations.comparison import comparison_text
 from evaluations.registry import EVALUATIONS
 from evaluations.tables import TABLES, build_table, protocol_note, shown_tables
 from sslt_core.atomic import atomic_path, write_bytes_atomic
@@ -164,6 +165,7 @@ def write_report(output_dir, config, models, entries, results):
     for name in shown_tables(results):
         columns, rows, protocols = build_table(name, results)
         lines += [f"## {TABLES[name].title}", "", render(columns, rows, "md"), protocol_note(protocols)]
+    lines += [comparison_text(results, "md")]  # beside the published numbers, a summary line per model
     if curves:
         lines += ["## Pretraining", "", "![pretraining](plots/pretraining.png)", ""]
     if spectra:
