@@ -15,8 +15,7 @@ import torch.multiprocessing as mp
 import torchvision
 
 import sslt_core.engine.checkpoint
-from eval.semisup import (Options, adapted, build_model, finetune, make_optimizer, preset, train_transform,
-                          trunk_lr)
+from eval.semisup import Options, adapted, build_model, finetune, make_optimizer, preset, train_transform, trunk_lr
 from eval.subsets import FOLDER, SampleDataset, resolve
 from sslt_core.engine import ParamScheduler
 from sslt_core.errors import DatasetError
@@ -252,3 +251,19 @@ def test_the_demo_run_writes_tensorboard_and_a_result_per_subset(demo_root, smal
     assert json.loads((tmp_path / "out" / "1pct" / "result.json").read_text())["metrics"] == {
         "top1": record["metrics"]["top1_1pct"], "top5": record["metrics"]["top5_1pct"]}
     shutil.rmtree(tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_byol_chooses_its_lr_on_held_out_train_images_not_on_val(demo_root, small, tmp_path, tool):
+    code, out, err = tool("evaluate", "semisup", "--weights", small[0] / "r18.pth", "--data", demo_root,
+                          "--subset", "1percent=per-class-1", "--epochs", "1", "--batch-size", "10",
+                          "--image-size", "32", "--workers", "0", "--protocol", "byol", "--heldout", "20",
+                          "--no-progress", "--output-dir", tmp_path / "out", "--output", tmp_path / "record.json")
+    assert code == 0, err
+    record = json.loads((tmp_path / "record.json").read_text())
+    detail = record["details"]["subsets"]["1pct"]
+    assert record["selected_on"] == detail["selected_on"] == "imagenet/train-heldout-20" != record["scored_on"]
+    grid = detail["grid"]
+    assert [g["lr"] for g in grid] == pytest.approx([v * 10 / 1024 for v in (0.005, 0.01, 0.02, 0.05, 0.1)])
+    best = max(grid, key=lambda g: g["heldout"]["top1"])  # the first of equal ones, as the run picks
+    assert detail["chosen"] == {"lr": best["lr"], "epochs": 1}
