@@ -13,6 +13,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["sslt_core", "sslt_demo", "eval", "pretrain", "transfer", "evaluations",
                                     "sslt_pipeline"]),
+    # ImageNet 1% / 10% subset lists (Apache 2.0, google-research/simclr; eval/imagenet_subsets/NOTICE)
+    package_data={"eval": ["imagenet_subsets/*.txt", "imagenet_subsets/LICENSE", "imagenet_subsets/NOTICE"]},
     install_requires=[
         "torch>=2.5",  # torch.serialization.safe_globals (the weights-only reader)
         "torchvision>=0.20",  # decode_jpeg of a list of images on a device (the tensor data path)
