@@ -5,6 +5,7 @@ is global)."""
 import copy
 import random
 import re
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -37,6 +38,7 @@ from sslt_core.datasets import dataset_path
 from sslt_core.engine import distributed, setup_distributed
 from sslt_core.errors import ConfigError, DatasetError
 from sslt_core.listing import class_samples
+from sslt_core.lock import OutputLock
 from sslt_core.safe_load import TRUST_FLAG
 
 TAGS = {"1percent": "1pct", "10percent": "10pct"}
@@ -191,8 +193,10 @@ def _one_subset(weights, data_root, folder, settings, subset, context, device):
 
 def run(weights, data_root, output_dir, settings, context):
     device, _ = setup_distributed()
-    with TemporaryDirectory() as scratch:  # no --output-dir: checkpoints in a folder removed at the end
+    with TemporaryDirectory() as scratch, ExitStack() as held:  # no --output-dir: a folder removed at the end
         base = Path(output_dir) if output_dir is not None else Path(scratch)
+        if output_dir is not None and distributed.rank() == 0:  # the output folder is one run's at a time
+            held.enter_context(OutputLock(base))
         metrics, details, selected = {}, {}, set()
         for subset in settings.subsets:
             scores, detail, selected_on = _one_subset(weights, data_root, base / tag(subset), settings, subset,
