@@ -6,6 +6,8 @@ Mask R-CNN's or else Faster R-CNN's) takes the first one a row has.
   epochs (an external checkpoint) go under plain "linear" / "kNN".
 - transfer (SimSiam Table 5): AP50 / AP / AP75 of each detection task, for each model's largest budget.
 - label_free: the label-free diagnostics (shown when a result has them).
+- voc07_svm, voc07_lowshot (Goyal et al. 2019): VOC07 SVM mAP per layer, and the low-shot curve (mean +- std over
+  the samples per k); shown when a result has them.
 
 Several results with the same name and epochs are trials: their mean +- std is shown; one result of K trials
 shows its own mean +- std. Each column says the protocol of its numbers; two records of different protocols
@@ -34,6 +36,9 @@ TABLES = {
                     ("name", "method", "batch size", "negative pairs", "momentum encoder"), True, True),
     "transfer": Table("Transfer (SimSiam Table 5)", ("name",), False, True),
     "label_free": Table("Label-free diagnostics", ("name", "method"), False, False),
+    "voc07_svm": Table("VOC07 linear SVM mAP per layer (Goyal et al. 2019)", ("name",), False, False),
+    "voc07_lowshot": Table("VOC07 low-shot SVM mAP, k positives per class (Goyal et al. 2019)", ("name",), False,
+                           False),
 }
 
 
