@@ -7,6 +7,8 @@ Mask R-CNN's or else Faster R-CNN's) takes the first one a row has.
 - transfer (SimSiam Table 5): AP50 / AP / AP75 of each detection task, for each model's largest budget.
 - label_free: the label-free diagnostics (shown when a result has them).
 - semisup (SimCLR Table 7): 1% and 10% top-1 / top-5 after fine-tuning, for each model's largest budget.
+- voc07_svm, voc07_lowshot (Goyal et al. 2019): VOC07 SVM mAP per layer, and the low-shot curve (mean +- std over
+  the samples per k); shown when a result has them.
 
 Several results with the same name and epochs are trials: their mean +- std is shown; one result of K trials
 shows its own mean +- std. Each column says the protocol of its numbers; two records of different protocols
@@ -37,6 +39,9 @@ TABLES = {
     "label_free": Table("Label-free diagnostics", ("name", "method"), False, False),
     "semisup": Table("Semi-supervised fine-tuning on 1% / 10% of ImageNet labels (SimCLR Table 7)", ("name", "method"),
                      False, False),
+    "voc07_svm": Table("VOC07 linear SVM mAP per layer (Goyal et al. 2019)", ("name",), False, False),
+    "voc07_lowshot": Table("VOC07 low-shot SVM mAP, k positives per class (Goyal et al. 2019)", ("name",), False,
+                           False),
 }
 
 

@@ -149,6 +149,30 @@ def plot_transfer(results, path):
     _save(figure, path)
 
 
+def plot_low_shot(results, path, evaluation="voc07_lowshot"):
+    """The VOC07 low-shot curves (Goyal et al. 2019, Fig. 5): mAP against k (metrics "<layer>/k<k>"), mean +- std
+    over the samples, one line per model and layer; False (nothing drawn) where no result has them."""
+    figure = Figure(figsize=(6, 4))
+    axis, drawn = figure.subplots(), False
+    for result in results:
+        record = result.evaluations.get(evaluation)
+        curves = {}
+        for key, mean in (record.metrics if record else {}).items():
+            layer, _, k = key.partition("/k")
+            if mean is not None and k.isdigit():
+                curves.setdefault(layer, []).append((int(k), mean, record.std.get(key) or 0.0))
+        for layer, points in curves.items():
+            ks, means, stds = zip(*sorted(points))
+            axis.errorbar(ks, means, yerr=stds, marker="o", capsize=3, label=f"{result.name} {layer}")
+            drawn = True
+    if drawn:
+        axis.set_xscale("log", base=2)
+        axis.set(xlabel="positives per class (k)", ylabel="test mAP (%)", title="VOC07 low-shot SVMs")
+        axis.legend(fontsize=8)
+        _save(figure, path)
+    return drawn
+
+
 def write_report(output_dir, config, models, entries, results):
     """OUTPUT/report.md and OUTPUT/plots/*.png."""
     output_dir = Path(output_dir)
@@ -172,6 +196,8 @@ def write_report(output_dir, config, models, entries, results):
         lines += ["## Label-free monitors", "", "RankMe, alignment and uniformity per epoch on a fixed probe set, and "
                   "the projector's covariance spectrum (a cliff: dimensional collapse). RankMe ranks runs of one "
                   "method, not methods against each other.", "", "![label-free](plots/label_free.png)", ""]
+    if plot_low_shot(results, output_dir / "plots" / "low_shot.png"):
+        lines += ["## VOC07 low-shot SVMs", "", "![low-shot](plots/low_shot.png)", ""]
     lines += ["## Transfer, side by side", "", "![transfer](plots/transfer.png)", "", "## Stages", "",
               "| stage | status | seconds | note |", "|---|---|---|---|"]
     for stage_id, entry in entries.items():
