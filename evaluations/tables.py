@@ -6,6 +6,8 @@ Mask R-CNN's or else Faster R-CNN's) takes the first one a row has.
   epochs (an external checkpoint) go under plain "linear" / "kNN".
 - transfer (SimSiam Table 5): AP50 / AP / AP75 of each detection task, for each model's largest budget.
 - label_free: the label-free diagnostics (shown when a result has them).
+- linear_transfer: one column per dataset of the 12-dataset linear transfer and their mean (shown when a result
+  has them).
 
 Several results with the same name and epochs are trials: their mean +- std is shown; one result of K trials
 shows its own mean +- std. Each column says the protocol of its numbers; two records of different protocols
@@ -34,6 +36,7 @@ TABLES = {
                     ("name", "method", "batch size", "negative pairs", "momentum encoder"), True, True),
     "transfer": Table("Transfer (SimSiam Table 5)", ("name",), False, True),
     "label_free": Table("Label-free diagnostics", ("name", "method"), False, False),
+    "linear_transfer": Table("Linear transfer, 12 datasets (SimCLR Table 8, BYOL Table 3)", ("name",), False, False),
 }
 
 
