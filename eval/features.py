@@ -126,7 +126,9 @@ def cached_features(encoder, description, weights, dataset, split_name, crop_siz
         "encoder": description,
         "dataset": str(Path(dataset.root).resolve()),
         "split": split_name,
-        "samples_sha256": samples_fingerprint(dataset.samples),
+        # decoded arrays (CIFAR's batches, eval/transfer.py) say their own: the content of the files read
+        "samples_sha256": dataset.fingerprint() if hasattr(dataset, "fingerprint") else samples_fingerprint(
+            dataset.samples),
         "transform": repr(dataset.transform),
         "crop_size": crop_size,
         "device": feature_device(kwargs.get("device")).type,  # a GPU's convolutions (TF32) round differently

@@ -9,6 +9,8 @@ Mask R-CNN's or else Faster R-CNN's) takes the first one a row has.
 - semisup (SimCLR Table 7): 1% and 10% top-1 / top-5 after fine-tuning, for each model's largest budget.
 - voc07_svm, voc07_lowshot (Goyal et al. 2019): VOC07 SVM mAP per layer, and the low-shot curve (mean +- std over
   the samples per k); shown when a result has them.
+- linear_transfer: one column per dataset of the 12-dataset linear transfer and their mean (shown when a result
+  has them).
 
 Several results with the same name and epochs are trials: their mean +- std is shown; one result of K trials
 shows its own mean +- std. Each column says the protocol of its numbers; two records of different protocols
@@ -42,6 +44,7 @@ TABLES = {
     "voc07_svm": Table("VOC07 linear SVM mAP per layer (Goyal et al. 2019)", ("name",), False, False),
     "voc07_lowshot": Table("VOC07 low-shot SVM mAP, k positives per class (Goyal et al. 2019)", ("name",), False,
                            False),
+    "linear_transfer": Table("Linear transfer, 12 datasets (SimCLR Table 8, BYOL Table 3)", ("name",), False, False),
 }
 
 

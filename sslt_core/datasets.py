@@ -7,6 +7,7 @@ A datasets root holds the standard layouts side by side, as detectron2's builtin
     ROOT/VOC2007/{JPEGImages,Annotations,ImageSets/Main}
     ROOT/VOC2012/{JPEGImages,Annotations,ImageSets/Main}
     ROOT/coco/{annotations/instances_{train,val}2017.json,train2017,val2017}
+    ROOT/cifar-10-batches-py/, ROOT/dtd/, ROOT/flowers-102/, ...   the linear transfer's 12 (LAYOUTS below)
 
 A root given by flag wins over DETECTRON2_DATASETS, which wins over ./datasets. A dataset's own folder
 (e.g. .../imagenet) may also be given directly.
@@ -52,6 +53,27 @@ LAYOUTS = {
                       files=("ImageSets/Main/trainval.txt",)),
     "coco": Layout("coco", dirs=("train2017", "val2017"),
                    files=("annotations/instances_train2017.json", "annotations/instances_val2017.json")),
+    # the linear transfer's datasets (sslt_core/transfer_datasets.py reads them), as their official archives extract
+    "food101": Layout("food-101", dirs=("images", "meta"), files=("meta/classes.txt", "meta/train.txt",
+                                                                  "meta/test.txt")),
+    "cifar10": Layout("cifar-10-batches-py", dirs=(), files=(*(f"data_batch_{i}" for i in range(1, 6)),
+                                                             "test_batch", "batches.meta")),
+    "cifar100": Layout("cifar-100-python", dirs=(), files=("train", "test", "meta")),
+    "birdsnap": Layout("birdsnap", dirs=("download/images",), files=("species.txt", "images.txt",
+                                                                     "test_images.txt")),
+    "sun397": Layout("SUN397", dirs=("Partitions",), files=("Partitions/Training_01.txt",
+                                                            "Partitions/Testing_01.txt")),
+    "cars": Layout("stanford_cars", dirs=("cars_train", "cars_test"), files=(
+        "devkit/cars_meta.mat", "devkit/cars_train_annos.mat", "cars_test_annos_withlabels.mat")),
+    "aircraft": Layout("fgvc-aircraft-2013b", dirs=("data/images",), files=(
+        "data/variants.txt", "data/images_variant_train.txt", "data/images_variant_val.txt",
+        "data/images_variant_test.txt")),
+    "dtd": Layout("dtd", dirs=("images", "labels"), files=("labels/train1.txt", "labels/val1.txt",
+                                                           "labels/test1.txt"), class_dirs=("images",)),
+    "pets": Layout("oxford-iiit-pet", dirs=("images", "annotations"), files=("annotations/trainval.txt",
+                                                                             "annotations/test.txt")),
+    "caltech101": Layout("caltech101", dirs=("101_ObjectCategories",), class_dirs=("101_ObjectCategories",)),
+    "flowers102": Layout("flowers-102", dirs=("jpg",), files=("imagelabels.mat", "setid.mat")),
 }
 
 

@@ -4,13 +4,18 @@
     OUT/VOC2007/{JPEGImages,Annotations,ImageSets/Main}   trainval/test   VOC XML, several objects, `difficult`
     OUT/VOC2012/...                                       trainval        for the VOC07+12 protocol
     OUT/coco/{annotations/instances_{train,val}2017.json,train2017,val2017}  COCO polygons, area, iscrowd
+    OUT/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}    CIFAR's pickled batches, 32 x 32
+    OUT/dtd/{images/<class>/*.jpg,labels/{train,val,test}1.txt}          DTD's split 1
+    OUT/flowers-102/{jpg/image_NNNNN.jpg,imagelabels.mat,setid.mat}       Flowers-102's official splits
     OUT/MANIFEST.json                                                     seed, size, counts: written last
 
 Every image draws from its own random stream, keyed by (seed, dataset, split, index), so a seed gives the
 same bytes whatever the order or the machine's numpy state.
 """
+import io
 import json
 import os
+import pickle
 import shutil
 import zlib
 from dataclasses import asdict, dataclass
@@ -26,7 +31,7 @@ from sslt_core.errors import DatasetError, OutputError
 from sslt_core.lock import OutputLock
 from sslt_demo.shapes import CLASSES, classification_image, render, sample_layout
 
-GENERATOR_VERSION = 2  # bump when the drawing or the sizes change, so that old demo sets are regenerated
+GENERATOR_VERSION = 3  # bump when the drawing or the sizes change, so that old demo sets are regenerated
 JPEG_QUALITY = 90
 
 
@@ -42,14 +47,16 @@ class DemoSize:
     coco_train: int
     coco_val: int
     max_objects: int
+    transfer_per_class: int = 4  # images per class and split of the linear transfer's layouts (CIFAR: test)
 
 
 SIZES = {
     # seconds: for tests
     "small": DemoSize(32, 8, 4, (96, 72), 16, 8, 8, 12, 6, 4),
     # sized for the demo pipeline: a 2-core machine pretrains and transfers on it in minutes
-    "default": DemoSize(64, 160, 40, (192, 144), 400, 100, 200, 400, 60, 5),
+    "default": DemoSize(64, 160, 40, (192, 144), 400, 100, 200, 400, 60, 5, transfer_per_class=30),
 }
+CIFAR_SIZE = 32  # CIFAR's batches hold 32 x 32 images
 
 
 def _rng(seed, *keys):
@@ -77,6 +84,77 @@ def write_image_folder(root, seed, size):
                 _save_jpeg(image, root / split / name / f"{name}_{i:05d}.jpg")
         counts[split] = per_class * len(CLASSES)
     return counts
+
+
+def _write_bytes(path, data):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open_output(path, "wb") as file:
+        file.write(data)
+
+
+def write_cifar10(root, seed, size):
+    """CIFAR-10's python batches: pickled dicts of bytes keys, 'data' uint8 [N, 3072] (channel planes, row-major),
+    'labels'; train split over data_batch_1..5, test_batch; batches.meta with 'label_names'."""
+    def images(split, count):
+        pairs = [(c, i) for i in range(count) for c in range(len(CLASSES))]  # classes interleaved, as CIFAR's
+        data = np.stack([np.asarray(classification_image(_rng(seed, "cifar10", split, c, i), c, CIFAR_SIZE))
+                         for c, i in pairs])
+        return data.transpose(0, 3, 1, 2).reshape(len(pairs), -1), [c for c, _ in pairs]
+
+    train, train_labels = images("train", size.train_per_class)
+    for number, part in enumerate(np.array_split(np.arange(len(train)), 5), 1):
+        batch = {b"batch_label": f"training batch {number} of 5".encode(), b"labels": [train_labels[i] for i in part],
+                 b"data": train[part], b"filenames": [f"{i:05d}.png".encode() for i in part]}
+        _write_bytes(root / f"data_batch_{number}", pickle.dumps(batch, protocol=2))
+    test, test_labels = images("test", size.transfer_per_class)
+    _write_bytes(root / "test_batch", pickle.dumps({b"batch_label": b"testing batch 1 of 1", b"labels": test_labels,
+                                                    b"data": test}, protocol=2))
+    meta = {b"label_names": [c.encode() for c in CLASSES], b"num_cases_per_batch": len(train) // 5,
+            b"num_vis": CIFAR_SIZE * CIFAR_SIZE * 3}
+    _write_bytes(root / "batches.meta", pickle.dumps(meta, protocol=2))
+    return {"train": len(train), "test": len(test)}
+
+
+def write_dtd(root, seed, size):
+    """DTD's layout, split 1 only: images/<class>/<class>_NNNN.jpg, labels/{train,val,test}1.txt."""
+    counts = {}
+    for split_index, split in enumerate(("train", "val", "test")):
+        lines = []
+        for class_index, name in enumerate(CLASSES):
+            for i in range(size.transfer_per_class):
+                file = f"{name}_{split_index * size.transfer_per_class + i + 1:04d}.jpg"
+                image = classification_image(_rng(seed, "dtd", split, name, i), class_index, size.classification_size)
+                _save_jpeg(image, root / "images" / name / file)
+                lines.append(f"{name}/{file}\n")
+        _write_bytes(root / "labels" / f"{split}1.txt", "".join(lines).encode())
+        counts[split] = len(lines)
+    return counts
+
+
+def write_flowers102(root, seed, size):
+    """Flowers-102's layout: jpg/image_NNNNN.jpg (numbered from 1), imagelabels.mat ('labels' 1..K of every
+    image), setid.mat ('trnid', 'valid', 'tstid': image numbers)."""
+    from scipy.io import savemat
+
+    labels, ids, number = [], {}, 0
+    for split, key in (("train", "trnid"), ("val", "valid"), ("test", "tstid")):
+        ids[key] = []
+        for i in range(size.transfer_per_class):
+            for class_index in range(len(CLASSES)):
+                number += 1
+                image = classification_image(_rng(seed, "flowers102", split, class_index, i), class_index,
+                                             size.classification_size)
+                _save_jpeg(image, root / "jpg" / f"image_{number:05d}.jpg")
+                labels.append(class_index + 1)
+                ids[key].append(number)
+    for name, data in (("imagelabels.mat", {"labels": np.array([labels], dtype=np.uint8)}),
+                       ("setid.mat", {k: np.array([v], dtype=np.uint16) for k, v in ids.items()})):
+        buffer = io.BytesIO()
+        savemat(buffer, data)
+        # the MAT header's 116 bytes of text hold the time of writing: a fixed text keeps a seed's bytes the same
+        header = b"MATLAB 5.0 MAT-file, written by the ssl-transfer demo generator".ljust(116)
+        _write_bytes(root / name, header + buffer.getvalue()[116:])
+    return {split: len(ids[key]) for split, key in (("train", "trnid"), ("val", "valid"), ("test", "tstid"))}
 
 
 def scene(seed, dataset, split, index, size):
@@ -243,6 +321,9 @@ def _generate(out, seed, size_name, size):
             "VOC2012": write_voc(partial / "VOC2012", seed, size, 2012, {"trainval": size.voc2012_trainval}),
             "coco": write_coco(partial / "coco", seed, size,
                                {"train2017": size.coco_train, "val2017": size.coco_val}),
+            "cifar-10-batches-py": write_cifar10(partial / "cifar-10-batches-py", seed, size),
+            "dtd": write_dtd(partial / "dtd", seed, size),
+            "flowers-102": write_flowers102(partial / "flowers-102", seed, size),
         }
         manifest = {**_settings(seed, size_name), "sizes": asdict(size), "counts": counts}
         _write_text(partial / "MANIFEST.json", json.dumps(manifest, indent=2) + "\n")

@@ -61,7 +61,8 @@ def _check(name, record, weights_sha256):
         cell = rows[0][label]
         expected = record.metrics.get(column.metric)
         assert (cell.mean is None) if expected is None else cell.mean == pytest.approx(expected)
-        assert protocols[label] == {record.protocol}
+        # a column the demo leaves empty (a dataset it does not list) says no protocol
+        assert protocols.get(label, set()) == ({record.protocol} if expected is not None else set())
     assert make_tables([result], "md")
 
 
