@@ -180,6 +180,7 @@ register(Evaluation(
     columns=tuple(Column("linear_transfer", d.title, d.name) for d in TRANSFER_DATASETS.values()) + (
         Column("linear_transfer", "Mean", "mean"),),
     plot=(("12-dataset linear transfer, mean", "mean"),), prepare=prepare, reads=lambda s: list(s.datasets),
+    parts=parts, merge=merge,
     ranges=lambda metrics: dict.fromkeys(metrics, (0, 100)), summary=summary, cli=add_arguments,
     from_args=from_args, resources=Resources(gpus_per_node=1, time=4 * 60), resource_kind="linear_transfer",
     demo={"datasets": ["cifar10", "dtd", "flowers102"], "lambdas": 5, "max_iter": 100, "tolerance": 1e-4,

@@ -66,6 +66,8 @@ class Evaluation:
     files: Callable = lambda checked: {}  # the texts of the files its result depends on (the pipeline's spec)
     plot: tuple = ()  # (label, metric): bars of the report's side-by-side plot
     demo: dict = field(default_factory=dict)  # settings for the generated demo data, fast (what the tests run)
+    parts: Callable = None  # checked -> {part: checked}: the pipeline runs each part as its own stage (a job each)
+    merge: Callable = None  # (records of the parts, checked) -> the record of the whole
     main: Callable = None  # args -> exit status: a tool flow of its own (detection: launchers, processes)
     detectron2_weights: bool = False  # reads the converted .pkl (the pipeline's convert stage), not the checkpoint
     summary: Callable = lambda record: f"{record.evaluation}: {record.metrics}"  # one line for the console

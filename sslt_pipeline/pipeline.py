@@ -52,15 +52,17 @@ def _convert(model):
     return run
 
 
-def _evaluate(name, checked, model, convert_id, config, num_gpus):
-    """The stage function of evaluation `name` for `model`: its record in the stage folder and in the outputs."""
+def _evaluate(name, checked, model, convert_id, config, num_gpus, part=False):
+    """The stage function of evaluation `name` (or of one of its parts) for `model`: its record in the stage
+    folder and in the outputs."""
     evaluation = EVALUATIONS[name]
 
     def run(folder, inputs):
         weights = model.weights(inputs)
         if evaluation.detectron2_weights:  # the converted .pkl, or detectron2's own init for the random baseline
             weights = type(weights)(inputs[convert_id]["pkl"] if convert_id else "random", trust=False)
-        context = Context(cache_dir=folder.parent / "features", progress=True, quiet=True, resume=True,
+        model_folder = folder.parent.parent if part else folder.parent  # OUTPUT/<model>/<evaluation>[/<part>]
+        context = Context(cache_dir=model_folder / "features", progress=True, quiet=True, resume=True,
                           num_gpus=num_gpus if evaluation.detectron2_weights else 1)
         record = run_evaluation(evaluation, weights, config.data_root, folder, checked, context)
         write_json_atomic(folder / RECORD_FILE, record.to_dict())
@@ -73,7 +75,6 @@ def build_stages(config, checked, detection_gpus=0):
     """(stages in dependency order, model rows): every model's pretraining, conversion and evaluations.
     `detection_gpus` > 1: each detection stage spreads its trials over that many processes (detectron2's launch)."""
     models, stages = build_models(config)
-    reads = {name: EVALUATIONS[name].reads(c) for name, c in checked.items()}
     files = {name: EVALUATIONS[name].files(c) for name, c in checked.items()}
     for model in models:
         needs = (model.pretrain,) if model.pretrain else ()
@@ -84,13 +85,26 @@ def build_stages(config, checked, detection_gpus=0):
             convert_id = stages[-1].id  # the random baseline trains from detectron2's own init
         for name, settings in checked.items():
             evaluation = EVALUATIONS[name]
-            spec = {"evaluation": name, "settings": settings_dict(settings), "files": files[name],
-                    "data_root": str(config.data_root), "data": reads[name], **weights}
             stage_needs = ((convert_id,) if convert_id else ()) if evaluation.detectron2_weights else needs
-            stages.append(Stage(f"{model.folder}/{name}", spec,
-                                _evaluate(name, settings, model, convert_id, config, detection_gpus), stage_needs,
-                                kind=evaluation.resource_kind))
+            parts = evaluation.parts(settings) if evaluation.parts else {None: settings}
+            for part, part_settings in parts.items():  # e.g. one stage per dataset of the linear transfer
+                spec = {"evaluation": name, "settings": settings_dict(part_settings), "files": files[name],
+                        "data_root": str(config.data_root), "data": evaluation.reads(part_settings), **weights}
+                stages.append(Stage(f"{model.folder}/{name}" + (f"/{part}" if part else ""), spec,
+                                    _evaluate(name, part_settings, model, convert_id, config, detection_gpus,
+                                              part=part is not None), stage_needs, kind=evaluation.resource_kind))
     return stages, models
+
+
+def _merged(name, settings, records):
+    """The record of an evaluation run in parts: the evaluation's merge, with the parts' provenance."""
+    record = EVALUATIONS[name].merge(records, settings)
+    first = records[0]
+    record.weights, record.checkpoint_sha256, record.environment = first.weights, first.checkpoint_sha256, \
+        first.environment
+    record.settings = settings_dict(settings)
+    record.seconds = round(sum(r.seconds or 0 for r in records), 2)
+    return record
 
 
 def model_result(model, entries, checked):
@@ -98,12 +112,16 @@ def model_result(model, entries, checked):
     result, failed = ModelResult(name=model.name, **model.traits), {}
     if model.pretrain and entries[model.pretrain]["status"] != "done":
         failed["pretrain"] = entries[model.pretrain].get("reason")
-    for name in checked:
-        entry = entries[f"{model.folder}/{name}"]
-        if entry["status"] == "done":
-            result.evaluations[name] = parse_record(entry["outputs"]["record"], f"{model.folder}/{name}")
-        else:
-            failed[name] = entry.get("reason")
+    for name, settings in checked.items():
+        evaluation = EVALUATIONS[name]
+        ids = [f"{model.folder}/{name}" + (f"/{part}" if part else "")
+               for part in (evaluation.parts(settings) if evaluation.parts else (None,))]
+        broken = [entries[i] for i in ids if entries[i]["status"] != "done"]
+        if broken:
+            failed[name] = broken[0].get("reason")
+            continue
+        records = [parse_record(entries[i]["outputs"]["record"], i) for i in ids]
+        result.evaluations[name] = _merged(name, settings, records) if evaluation.parts else records[0]
     result.failed = {k: v or "failed" for k, v in failed.items()}
     return result
 

@@ -1,0 +1,33 @@
+"""An evaluation registered with parts (the 12-dataset linear transfer) runs as one stage per part and comes back
+as one record: its parts' values, their mean written out, their seconds summed."""
+import yaml
+
+from sslt_pipeline.config import load_pipeline_config
+from sslt_pipeline.pipeline import build_stages, model_result
+
+
+def _record(dataset, value, seconds):
+    return {"evaluation": "linear_transfer", "protocol": "linear_transfer/x", "metrics": {dataset: value},
+            "trials": [{"seed": 0, "metrics": {dataset: value}}], "scored_on": f"{dataset}/test", "seconds": seconds,
+            "weights": "random", "checkpoint_sha256": "random", "environment": {"device": "cpu"},
+            "details": {"datasets": {dataset: {"test": value, "val": value, "lambda": 1.0}}}}
+
+
+def test_each_dataset_is_a_stage_and_the_record_is_merged(demo_root, tmp_path):
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump({"data_root": str(demo_root), "image_size": 32, "random_baseline": True,
+                                    "evaluations": {"linear_transfer": {"datasets": ["cifar10", "dtd"]}}}))
+    config, checked = load_pipeline_config(path)
+    stages, models = build_stages(config, checked)
+    assert [(s.id, s.kind, s.spec["data"]) for s in stages] == [
+        ("random_init/linear_transfer/cifar10", "linear_transfer", ["cifar10"]),
+        ("random_init/linear_transfer/dtd", "linear_transfer", ["dtd"])]
+    entries = {"random_init/linear_transfer/cifar10": {"status": "done", "outputs": {"record": _record(
+        "cifar10", 40.0, 3.0)}}, "random_init/linear_transfer/dtd": {"status": "done", "outputs": {"record": _record(
+            "dtd", 10.0, 2.5)}}}
+    record = model_result(models[0], entries, checked).evaluations["linear_transfer"]
+    assert record.metrics == {"cifar10": 40.0, "dtd": 10.0, "mean": (40.0 + 10.0) / 2}
+    assert record.seconds == 5.5 and record.settings["datasets"] == ["cifar10", "dtd"]
+    entries["random_init/linear_transfer/dtd"] = {"status": "failed", "reason": "ValueError: broke"}
+    result = model_result(models[0], entries, checked)
+    assert "linear_transfer" not in result.evaluations and result.failed == {"linear_transfer": "ValueError: broke"}
