@@ -136,7 +136,7 @@ def shown_tables(results):
     return names
 
 
-def protocol_note(protocols, selected_on_test=()):
+def protocol_note(protocols, selected=()):
     """One Markdown line naming each column's protocol (none for records of the earlier, unrecorded layout)."""
     known = {c: ids for c, ids in protocols.items() if ids - {UNKNOWN_PROTOCOL}}
     if not known:
@@ -146,12 +146,12 @@ def protocol_note(protocols, selected_on_test=()):
         grouped.setdefault(tuple(sorted(ids)), []).append(markdown_text(column))
     parts = [f"{', '.join(columns)}: {', '.join(f'`{i}`' for i in ids)}" for ids, columns in grouped.items()]
     line = "Protocols: " + "; ".join(parts) + "."
-    if selected_on_test:
-        line += f" Selected on the test split (an optimistic number): {', '.join(sorted(selected_on_test))}."
+    if selected:
+        line += f" Selected on the test split (an optimistic number): {', '.join(sorted(selected))}."
     return line + "\n"
 
 
-def _selected_on_test(table, results):
+def selected_on_test(table, results):
     filled = {e for _, sources, _, _ in table_columns(table) for e, _ in sources}
     return {name for r in results for name, rec in r.evaluations.items() if name in filled and rec.selects_on_test}
 
@@ -176,7 +176,7 @@ def make_tables(results, fmt="md", mix_protocols=False):
     for name, (columns, rows, protocols) in tables.items():
         text = render(columns, rows, fmt)
         if fmt == "md":
-            note = protocol_note(protocols, _selected_on_test(name, results))
+            note = protocol_note(protocols, selected_on_test(name, results))
             text += ("\n" + note) if note else ""
         parts.append(text)
     return "\n".join(parts)

@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 from eval.tables import render
 from evaluations.comparison import comparison_text
 from evaluations.registry import EVALUATIONS
-from evaluations.tables import TABLES, build_table, protocol_note, shown_tables
+from evaluations.tables import TABLES, build_table, protocol_note, selected_on_test, shown_tables
 from sslt_core.atomic import atomic_path, write_bytes_atomic
 from sslt_core.errors import ResultsError
 
@@ -188,7 +188,8 @@ def write_report(output_dir, config, models, entries, results):
     lines = ["# Pretrain -> transfer report", "", f"Data: `{config.data_root}`", ""]
     for name in shown_tables(results):
         columns, rows, protocols = build_table(name, results)
-        lines += [f"## {TABLES[name].title}", "", render(columns, rows, "md"), protocol_note(protocols)]
+        lines += [f"## {TABLES[name].title}", "", render(columns, rows, "md"),
+                  protocol_note(protocols, selected_on_test(name, results))]
     lines += [comparison_text(results, "md")]  # beside the published numbers, a summary line per model
     if curves:
         lines += ["## Pretraining", "", "![pretraining](plots/pretraining.png)", ""]
