@@ -26,6 +26,9 @@ def main(argv=None):
             raise ConfigError("name an evaluation: tools/evaluate.py NAME ...; choose one of "
                               f"{', '.join(EVALUATIONS)}")
         return 0
+    if argv[0].startswith("-"):
+        raise ConfigError(f"name the evaluation first: tools/evaluate.py NAME {' '.join(argv[:2])} ...; choose one of "
+                          f"{', '.join(EVALUATIONS)}")
     evaluation = get(argv[0], "tools/evaluate.py: the evaluation")
     parser = ToolParser(prog=f"evaluate.py {evaluation.name}", description=evaluation.description)
     evaluation.cli(parser)

@@ -28,13 +28,25 @@ def _columns(label, task):
     return tuple(Column("transfer", f"{label} {m}", f"{task}/{m}") for m in METRICS)
 
 
-# name, default config, the columns it fills (in the table's order), the bar of the report's plot
+def _voc(train, test, mask, with_2012):
+    return any("voc_2007_test" in n for n in test) and any("voc_2012" in n for n in train) == with_2012
+
+
+def _coco(train, test, mask, with_masks):
+    return any("coco_2017" in n for n in test) and bool(mask) == with_masks
+
+
+# name, default config, the columns it fills (in the table's order), the bar of the report's plot, and whether a
+# config's (train datasets, test datasets, MODEL.MASK_ON) are this task's (a COCO config never fills VOC columns)
 TASKS = (
-    ("voc07", "configs/voc07.yaml", _columns("VOC 07 det", "bbox"), ("VOC07 AP50", "bbox/AP50")),
-    ("voc0712", "configs/voc0712.yaml", _columns("VOC 07+12 det", "bbox"), ("VOC07+12 AP50", "bbox/AP50")),
+    ("voc07", "configs/voc07.yaml", _columns("VOC 07 det", "bbox"), ("VOC07 AP50", "bbox/AP50"),
+     lambda *cfg: _voc(*cfg, with_2012=False)),
+    ("voc0712", "configs/voc0712.yaml", _columns("VOC 07+12 det", "bbox"), ("VOC07+12 AP50", "bbox/AP50"),
+     lambda *cfg: _voc(*cfg, with_2012=True)),
     ("coco_instseg", "configs/coco_instseg.yaml", _columns("COCO det", "bbox") + _columns("COCO instance seg", "segm"),
-     ("COCO mask AP", "segm/AP")),
-    ("coco_det", "configs/coco_det.yaml", _columns("COCO det", "bbox"), ("COCO box AP", "bbox/AP")),
+     ("COCO mask AP", "segm/AP"), lambda *cfg: _coco(*cfg, with_masks=True)),
+    ("coco_det", "configs/coco_det.yaml", _columns("COCO det", "bbox"), ("COCO box AP", "bbox/AP"),
+     lambda *cfg: _coco(*cfg, with_masks=False)),
 )
 
 
@@ -54,14 +66,37 @@ class CheckedDetection:
     recipe: object = field(compare=False)
 
 
-def prepare_of(default_config):
+def task_of(recipe):
+    """The registered task a config runs, from its datasets (TASKS): VOC07 test after VOC07+12 or VOC07 trainval;
+    COCO val with masks (instance segmentation) or without."""
+    cfg = recipe.trial_config("", "unused", 0, 1)[0]
+    found = [name for name, *_, matches in TASKS if matches(cfg.DATASETS.TRAIN, cfg.DATASETS.TEST, cfg.MODEL.MASK_ON)]
+    if not found:
+        raise ConfigError(f"config {recipe.config_file}: its datasets {sorted(cfg.DATASETS.TEST)} are none of the "
+                          "registered detection tasks' (VOC07 test, COCO val); register the task in TASKS of "
+                          "evaluations/detection.py")
+    return found[0]
+
+
+def check_task(task, recipe):
+    """The config's datasets are those of `task`: a COCO config never fills the VOC07 columns."""
+    found = task_of(recipe)
+    if found != task:
+        raise ConfigError(f"config {recipe.config_file} trains and tests on the datasets of {found} "
+                          f"({', '.join(recipe.datasets)}), not of {task}; give {task} a {task} config, or run it "
+                          f"as {found}")
+
+
+def prepare_of(task, default_config):
     def prepare(settings):
         from transfer.detection_recipe import load_recipe
 
         if len(settings.opts) % 2:
             raise ConfigError(f"detection opts come as KEY VALUE pairs; got {list(settings.opts)}")
         settings = replace(settings, config=settings.config or default_config)
-        return CheckedDetection(settings, load_recipe(settings.config, tuple(str(o) for o in settings.opts)))
+        recipe = load_recipe(settings.config, tuple(str(o) for o in settings.opts))
+        check_task(task, recipe)
+        return CheckedDetection(settings, recipe)
     return prepare
 
 
@@ -93,6 +128,7 @@ def record_from_summary(task, checked, summary):
                        global_batch_size=cfg.SOLVER.IMS_PER_BATCH,
                        environment={"device": cfg.MODEL.DEVICE.split(":")[0]},
                        details={"config": checked.settings.config, "opts": list(checked.recipe.opts),
+                                "resolved_config": cfg.dump(),
                                 "precision": sorted({t.get("precision", "fp32") for t in summary["trials"]})})
 
 
@@ -139,11 +175,16 @@ def _main_of(task):
     return main
 
 
-for _name, _config, _columns_of_task, _bar in TASKS:
+_task_titles = {"voc07": "Faster R-CNN R50-C4, VOC07 trainval -> test (MoCo's protocol)",
+                "voc0712": "Faster R-CNN R50-C4, VOC07+12 trainval -> VOC07 test (MoCo's protocol)",
+                "coco_instseg": "Mask R-CNN R50-C4 1x, COCO train2017 -> val2017, box and mask AP",
+                "coco_det": "Faster R-CNN R50-C4 1x, COCO train2017 -> val2017, box AP"}
+for _name, _config, _columns_of_task, _bar, _ in TASKS:
     register(Evaluation(
         _name, DetectionSettings, run_of(_name), protocol_of(_name), columns=_columns_of_task,
-        prepare=prepare_of(_config),
+        prepare=prepare_of(_name, _config),
         files=lambda checked: checked.recipe.texts(), reads=reads, detectron2_weights=True, plot=(_bar,),
         ranges=_percentages, summary=summary, resource_kind="detection", cli=_cli_of(_config), main=_main_of(_name),
         resources=Resources(nodes=1, gpus_per_node=8, time=24 * 60),
-        demo={"config": f"configs/demo/{Path(_config).name}", "opts": list(DEMO_OPTS)}, description=__doc__))
+        demo={"config": f"configs/demo/{Path(_config).name}", "opts": list(DEMO_OPTS)},
+        description=f"{_name}: {_task_titles[_name]}\n\n{__doc__}"))

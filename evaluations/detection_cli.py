@@ -23,7 +23,7 @@ import json
 import time
 from pathlib import Path
 
-from evaluations.detection import CheckedDetection, DetectionSettings, record_from_summary
+from evaluations.detection import CheckedDetection, DetectionSettings, check_task, record_from_summary, task_of
 from evaluations.registry import Weights
 from evaluations.running import with_provenance
 from sslt_core import cluster
@@ -56,19 +56,6 @@ def add_arguments(parser, default_config=None):
                         "are trusted: allow a full unpickle")
     parser.add_argument("opts", nargs="*", help="KEY VALUE pairs overriding the config")
     add_cluster_arguments(parser)
-
-
-def task_of(recipe):
-    """The registered task a config runs, from its datasets: VOC07 test after VOC07+12 or VOC07 trainval; COCO
-    val with masks (instance segmentation) or without."""
-    cfg = recipe.trial_config("", "unused", 0, 1)[0]
-    train, test = set(cfg.DATASETS.TRAIN), set(cfg.DATASETS.TEST)
-    if any("voc_2007_test" in name for name in test):
-        return "voc0712" if any("voc_2012" in name for name in train) else "voc07"
-    if any("coco_2017" in name for name in test):
-        return "coco_instseg" if cfg.MODEL.MASK_ON else "coco_det"
-    raise ConfigError(f"config {recipe.config_file}: its datasets {sorted(test)} are none of the registered "
-                      "detection tasks' (VOC07 test, COCO val); register the task in evaluations/detection.py")
 
 
 def _write_record(task, checked, run, summary, seconds):
@@ -139,6 +126,7 @@ def main_of(task=None):
             cluster.check_launcher(args.launcher)
         recipe = load_recipe(args.config, args.opts, trust=args.trust_checkpoint)
         name = task or task_of(recipe)
+        check_task(name, recipe)
         checked = CheckedDetection(DetectionSettings(config=str(args.config), trials=args.trials, seed=args.seed,
                                                      opts=tuple(args.opts)), recipe)
         run = DetectionRun(recipe, args.weights, args.output_dir, trials=args.trials, seed=args.seed,

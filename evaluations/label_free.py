@@ -31,9 +31,10 @@ class LabelFreeSettings:
     workers: NonNegativeInt = 4
 
 
-def protocol(settings):
-    return (f"label_free/{settings.samples}img-{settings.split}-seed{settings.seed}-{settings.views}-"
-            f"crop{settings.image_size}")
+def protocol(settings, samples=None):
+    """The protocol id; `samples`: the number of images used (fewer than asked on a small split)."""
+    return (f"label_free/{settings.samples if samples is None else samples}img-{settings.split}-seed{settings.seed}-"
+            f"{settings.views}-crop{settings.image_size}")
 
 
 def run(weights, data_root, output_dir, settings, context):
@@ -49,8 +50,8 @@ def run(weights, data_root, output_dir, settings, context):
     record.update(views=settings.views, uniformity_t=UNIFORMITY_T)
     metrics = {k: record[k] for k in ("rankme", "alpha", "alignment", "uniformity")}
     metrics["samples"] = float(record["samples"])
-    return from_trials("label_free", protocol(settings), [{"seed": settings.seed, "metrics": metrics}],
-                       f"imagenet/{settings.split}", global_batch_size=None,
+    return from_trials("label_free", protocol(settings, record["samples"]),
+                       [{"seed": settings.seed, "metrics": metrics}], f"imagenet/{settings.split}",
                        details={"encoder": description, "label_free": record, "spectrum": spectrum})
 
 

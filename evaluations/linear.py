@@ -1,6 +1,6 @@
 """The linear probe on a frozen backbone (MoCo's and SimSiam's main_lincls.py, eval/linear.py): trained on
 ImageNet train, scored on val after the last epoch (no model selection)."""
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from eval.features import ARCHS, build_encoder, split_features
@@ -27,6 +27,12 @@ class LinearSettings:
 
 def recipe(settings):
     return adapted(PROTOCOLS[settings.protocol], settings.batch_size, settings.epochs)
+
+
+def prepare(settings):
+    """The settings with the protocol's batch size and epochs filled in (the record holds what ran)."""
+    r = recipe(settings)
+    return replace(settings, batch_size=r.batch_size, epochs=r.epochs)
 
 
 def protocol(settings):
@@ -84,7 +90,7 @@ def from_args(args):
 
 
 register(Evaluation(
-    "linear", LinearSettings, run, protocol, columns=(Column("linear", "linear", "top1"),),
+    "linear", LinearSettings, run, protocol, prepare=prepare, columns=(Column("linear", "linear", "top1"),),
     plot=(("linear top-1", "top1"),), ranges=lambda metrics: dict.fromkeys(("top1", "top5"), (0, 100)),
     summary=summary, cli=add_arguments,
     from_args=from_args, resources=Resources(gpus_per_node=1, time=24 * 60), resource_kind="linear",

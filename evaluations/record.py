@@ -64,8 +64,13 @@ def from_trials(evaluation, protocol, trials, scored_on, **fields):
 def _number(value, where):
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ResultsError(f"{where} must be a finite number or null, got {value!r}")
+    try:
+        finite = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    except OverflowError:  # an integer beyond any float
+        finite = False
+    if not finite:
+        shown = repr(value) if len(repr(value)) < 40 else f"{repr(value)[:30]}... ({len(repr(value))} characters)"
+        raise ResultsError(f"{where} must be a finite number or null, got {shown}")
     return float(value)
 
 

@@ -89,7 +89,7 @@ def register(evaluation):
 def get(name, where="evaluation"):
     """The registered evaluation `name`; ConfigError with the closest name otherwise."""
     if name not in EVALUATIONS:
-        close = difflib.get_close_matches(str(name), list(EVALUATIONS), n=1)
+        close = difflib.get_close_matches(str(name).lower(), list(EVALUATIONS), n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"choose one of {', '.join(EVALUATIONS)}"
         raise ConfigError(f"{where} '{name}' is not a registered evaluation; {hint}")
     return EVALUATIONS[name]

@@ -30,8 +30,8 @@ Percent = Annotated[float, Range(min=0, max=100)]
 class ModelResult:
     name: str
     method: str | None = None
-    batch_size: int | None = None
-    epochs: int | None = None  # the pretraining budget; 0 for random init; None when unknown (a checkpoint)
+    batch_size: Annotated[int, Range(min=1, max=10**7)] | None = None
+    epochs: Annotated[int, Range(min=0, max=10**6)] | None = None  # the pretraining budget; 0: random init
     negative_pairs: bool | None = None
     momentum_encoder: bool | None = None
     evaluations: dict = field(default_factory=dict)  # name -> EvaluationRecord
@@ -161,12 +161,17 @@ def load_results(paths):
     """ModelResults from results JSON files, with one-line errors."""
     results = []
     for path in map(Path, paths):
+        if path.is_dir():
+            raise ResultsError(f"results file {path} is a folder; give the JSON files in it (e.g. {path}/*.json)")
         if not path.is_file():
             raise ResultsError(f"results file {path} does not exist; run the evaluation first or drop it")
         try:
             data = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ResultsError(f"results file {path} is not valid JSON ({error})") from None
+        except ValueError as error:  # e.g. an integer of more digits than Python converts
+            raise ResultsError(f"results file {path} holds a value no results file has ({str(error)[:80]}); give "
+                               "the JSON that the evaluation wrote") from None
         except RecursionError:
             raise ResultsError(f"results file {path} nests too deeply to be a results file; give the JSON that the "
                                "evaluation wrote") from None

@@ -25,6 +25,7 @@ class ToolParser(argparse.ArgumentParser):
 
     def __init__(self, **kwargs):
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        kwargs.setdefault("allow_abbrev", False)  # --output is not --output-dir: a flag is given whole
         super().__init__(**kwargs)
 
     def error(self, message):

@@ -1,6 +1,7 @@
 """Where a number came from: the toolkit's version and commit, the library versions, the device (recorded with
 every evaluation record, evaluations/record.py)."""
 import functools
+import importlib
 import importlib.metadata
 import platform
 import subprocess
@@ -13,11 +14,20 @@ from sslt_core.fingerprint import file_digest
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 
-def _version(package):
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
+def _version(*distributions, module=None):
+    """The version of the first installed distribution, or the module's __version__ (detectron2 installs as
+    sal-detectron2 here, or from a user's own build under any name)."""
+    for name in distributions:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    if module is not None:
+        try:
+            return importlib.import_module(module).__version__
+        except (ImportError, AttributeError):
+            return None
+    return None
 
 
 @functools.lru_cache(maxsize=1)
@@ -42,8 +52,9 @@ def environment(device=None):
     cuda = device.type == "cuda"
     return {
         "toolkit": _version("ssl-transfer"), "git_commit": git_commit(), "python": platform.python_version(),
-        "torch": torch.__version__, "torchvision": _version("torchvision"), "detectron2": _version("detectron2"),
-        "faiss": _version("faiss-cpu") or _version("faiss-gpu") or _version("faiss"), "cuda": torch.version.cuda,
+        "torch": torch.__version__, "torchvision": _version("torchvision"),
+        "detectron2": _version("detectron2", "sal-detectron2", module="detectron2"),
+        "faiss": _version("faiss-cpu", "faiss-gpu", "faiss", module="faiss"), "cuda": torch.version.cuda,
         "device": device.type, "device_count": torch.cuda.device_count() if cuda else 1,
         "device_name": torch.cuda.get_device_name(device) if cuda else platform.processor() or platform.machine(),
     }

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from evaluations.bundle import write_pipeline_bundles
 from evaluations.record import parse_record
-from evaluations.registry import EVALUATIONS, Context
+from evaluations.registry import EVALUATIONS, Context, Weights
 from evaluations.results import ModelResult
 from evaluations.running import run_evaluation, settings_dict
 from evaluations.tables import make_tables
@@ -58,9 +58,10 @@ def _evaluate(name, checked, model, convert_id, config, num_gpus, part=False):
     evaluation = EVALUATIONS[name]
 
     def run(folder, inputs):
-        weights = model.weights(inputs)
-        if evaluation.detectron2_weights:  # the converted .pkl, or detectron2's own init for the random baseline
-            weights = type(weights)(inputs[convert_id]["pkl"] if convert_id else "random", trust=False)
+        if evaluation.detectron2_weights:  # the converted .pkl (its only need), or detectron2's own random init
+            weights = Weights(inputs[convert_id]["pkl"] if convert_id else "random")
+        else:
+            weights = model.weights(inputs)
         model_folder = folder.parent.parent if part else folder.parent  # OUTPUT/<model>/<evaluation>[/<part>]
         context = Context(cache_dir=model_folder / "features", progress=True, quiet=True, resume=True,
                           num_gpus=num_gpus if evaluation.detectron2_weights else 1)

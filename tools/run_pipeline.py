@@ -1,5 +1,5 @@
-"""The whole run in one resumable command: pretrain every method, convert, kNN, linear probe, VOC-format
-detection, COCO-format instance segmentation, the tables and a report.
+"""The whole run in one resumable command: pretrain every method, convert, every evaluation the config lists
+under `evaluations:` (the registered ones: python tools/evaluate.py --help), the tables and a report.
 
     python tools/run_pipeline.py --config configs/pipeline/demo.yaml                 # the generated demo data
     python tools/run_pipeline.py --config configs/pipeline/imagenet_r50.yaml --output-dir out/r50
@@ -9,12 +9,12 @@ depend on the change. A failed stage marks its row as failed in the tables and t
 is 1 when anything failed. Every config (the pipeline's, each pretraining and detection config) is checked
 before any work; OUTPUT is locked while the run lives.
 
-    python tools/run_pipeline.py --config configs/pipeline/imagenet_r50.yaml --output-dir out/r50 \
+    python tools/run_pipeline.py --config configs/pipeline/imagenet_r50.yaml --output-dir out/r50 \\
         --launcher slurm --max-parallel 20
 
 --launcher slurm submits every stage as a job as soon as the stages it reads are done (the five pretrainings at
-once; then each model's conversion, kNN, linear probe and detection runs), with the resources of the config's
-`resources:` per stage kind, at most --max-parallel jobs at a time. The manifest records every job as it is
+once; then each model's conversion and evaluations), with the resources of the config's `resources:` per stage
+kind (pretrain, convert, or an evaluation's kind), at most --max-parallel jobs at a time. The manifest records every job as it is
 submitted and as it ends: if this process is killed, the same command picks up the jobs that run or have
 finished instead of submitting them again. --launcher submitit-local runs the same jobs as processes here.
 """

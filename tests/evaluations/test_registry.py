@@ -78,3 +78,6 @@ def test_every_detection_task_runs_and_fills_its_columns(name, demo_root, tmp_pa
     _check(name, record, "random")
     assert len(record.trials) == 1 and record.trials[0]["seed"] == 0
     assert record.global_batch_size == 2  # the demo opts' SOLVER.IMS_PER_BATCH
+    import detectron2
+
+    assert record.environment["detectron2"] == detectron2.__version__

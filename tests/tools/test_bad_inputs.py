@@ -19,6 +19,7 @@ from tests.sslt_core.layouts import make_layout, random_resnet
 from transfer.convert import to_detectron2
 
 DEMO_VOC = REPO / "configs" / "demo" / "voc07.yaml"
+DEMO_COCO = REPO / "configs" / "demo" / "coco_det.yaml"
 SIMSIAM_DEMO = REPO / "configs" / "pretrain" / "simsiam_demo.yaml"
 TINY = ["model.arch=resnet18", "train.image_size=32", "train.batch_size=16", "train.epochs=1", "train.knn_every=0",
         "train.diagnostics_every=0", "train.workers=0"]
@@ -81,11 +82,15 @@ def files(tmp_path_factory, demo_root):
     (d / "results_bad.json").write_text('{"name": "x", "linear": {"top1": "high"}}')
     (d / "results_broken.json").write_text("{")
     (d / "results_key.json").write_text('{"name": "x", "detection": {"voc2007": {"mean": {}}}}')
+    record = '{"evaluation": "knn", "protocol": "p", "scored_on": "v", "trials": [{"seed": 0, "metrics": {}}], '
+    (d / "results_bigint.json").write_text('{"name": "x", "evaluations": {"knn": ' + record + '"metrics": {"top1": '
+                                           + "9" * 400 + '}}}}')
+    (d / "results_hugeint.json").write_text('{"name": "x", "epochs": ' + "9" * 5000 + '}')
     (d / "a_file").write_text("x")
     for name in ("empty.pth", "text.pth", "garbage.pth", "cut.pth", "bytes.pth", "nan.pth", "resnet18.pth",
                  "unknown.pth", "counter.ckpt", "good.pkl", "notdict.pkl", "torchsaved.pkl", "garbage.pkl",
                  "bad.yaml", "list.yaml", "badbase.yaml", "results_bad.json", "results_broken.json",
-                 "results_key.json", "a_file", "negvar.pth", "loop.pth", "fifo.pth", "intkey.pth", "intweights.pth",
+                 "results_key.json", "results_bigint.json", "results_hugeint.json", "a_file", "negvar.pth", "loop.pth", "fifo.pth", "intkey.pth", "intweights.pth",
                  "basenull.yaml", "deep.json", "results_negative.json", "empty.yaml", "binary.yaml", "twice.yaml",
                  "nanlr.yaml", "scalarconv1.pth", "dtype.safetensors"):
         f[name] = d / name
@@ -316,6 +321,17 @@ CASES = {
     "table/unknown-detection-key": (["make_table", "{results_key.json}"], "must be one of voc07"),
     "table/nested-deep": (["make_table", "{deep.json}"], "nests too deeply"),
     "table/negative-accuracy": (["make_table", "{results_negative.json}"], "linear.top1 must be >= 0"),
+    "table/bigint": (["make_table", "{results_bigint.json}"], "top1 must be a finite number or null, got 999"),
+    "table/hugeint": (["make_table", "{results_hugeint.json}"], "holds a value no results file has"),
+    "table/a-folder": (["make_table", "{dir}"], "is a folder"),
+    "evaluate/flag-first": (["evaluate", "--weights", "random", "knn"], "name the evaluation first"),
+    "evaluate/task-config-mismatch": (["evaluate", "voc07", "--config", str(DEMO_COCO), "--weights", "random",
+                                       "--data-root", "{data}", "--output-dir", "{out}/det"],
+                                      "not of voc07; give voc07 a voc07 config, or run it as coco_det"),
+    "evaluate/detection-output-is-not-output-dir": (["evaluate", "voc07", "--weights", "random", "--output",
+                                                     "{out}/x.json"], "unrecognized arguments: --output"),
+    "pipeline/task-config-mismatch": (pipeline_config(detection={"voc07": {"config": str(DEMO_COCO)}}),
+                                      "not of voc07"),
     "table/bad-format": (["make_table", "{results_bad.json}", "--format", "xls"], "invalid choice"),
     # tools/make_demo_data.py
     "demo/seed-negative": (["make_demo_data", "--out", "{out}/d", "--seed", "-1"], "--seed: must be an integer"),
