@@ -14,9 +14,9 @@ before any work; OUTPUT is locked while the run lives.
 
 --launcher slurm submits every stage as a job as soon as the stages it reads are done (the five pretrainings at
 once; then each model's conversion and evaluations), with the resources of the config's `resources:` per stage
-kind (pretrain, convert, or an evaluation's kind), at most --max-parallel jobs at a time. The manifest records every job as it is
-submitted and as it ends: if this process is killed, the same command picks up the jobs that run or have
-finished instead of submitting them again. --launcher submitit-local runs the same jobs as processes here.
+kind (pretrain, convert, or an evaluation's kind), at most --max-parallel jobs at a time. The manifest records
+every job as it is submitted and as it ends: if this process is killed, the same command picks up the jobs that
+run or have finished instead of submitting them again. --launcher submitit-local runs the same jobs as processes here.
 """
 from sslt_core.cli import ToolParser, positive_int, run
 from sslt_pipeline.pipeline import run_pipeline

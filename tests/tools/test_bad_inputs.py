@@ -90,7 +90,8 @@ def files(tmp_path_factory, demo_root):
     for name in ("empty.pth", "text.pth", "garbage.pth", "cut.pth", "bytes.pth", "nan.pth", "resnet18.pth",
                  "unknown.pth", "counter.ckpt", "good.pkl", "notdict.pkl", "torchsaved.pkl", "garbage.pkl",
                  "bad.yaml", "list.yaml", "badbase.yaml", "results_bad.json", "results_broken.json",
-                 "results_key.json", "results_bigint.json", "results_hugeint.json", "a_file", "negvar.pth", "loop.pth", "fifo.pth", "intkey.pth", "intweights.pth",
+                 "results_key.json", "results_bigint.json", "results_hugeint.json",
+                 "a_file", "negvar.pth", "loop.pth", "fifo.pth", "intkey.pth", "intweights.pth",
                  "basenull.yaml", "deep.json", "results_negative.json", "empty.yaml", "binary.yaml", "twice.yaml",
                  "nanlr.yaml", "scalarconv1.pth", "dtype.safetensors"):
         f[name] = d / name
