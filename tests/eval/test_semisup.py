@@ -1,11 +1,14 @@
 """Semi-supervised fine-tuning (eval/semisup.py, eval/subsets.py, evaluations/semisup.py): the presets against the
 papers' values written out here, the shipped lists (counts, balance, nesting, sha256 by hashlib), SwAV's two lr
 groups against its MultiStepLR written out, SimCLR v2's head surgery, the missing-image error, an exact resume after
-a kill, and 2 processes (gloo, float64, BN in eval mode) equal to 1."""
+a kill (an exception in the checkpoint writer; a SIGKILL of tools/evaluate.py semisup), and 2 processes (gloo,
+float64, BN in eval mode) equal to 1."""
 import hashlib
 import json
 import math
 import shutil
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
@@ -19,6 +22,7 @@ from eval.semisup import Options, adapted, build_model, finetune, make_optimizer
 from eval.subsets import FOLDER, SampleDataset, resolve
 from sslt_core.engine import ParamScheduler
 from sslt_core.errors import DatasetError
+from tests.conftest import REPO
 
 # The official values, from the papers and their code (REFERENCE.md section 7):
 # (preset, subset): optimizer, nesterov, trunk lr at the batch, head lr, batch, epochs, schedule, milestones, gamma,
@@ -200,6 +204,60 @@ def test_a_run_killed_while_writing_a_checkpoint_resumes_to_the_same_weights_and
         assert torch.equal(value, resumed.state_dict()[key]), key
     lines = [(tmp_path / run / "metrics.jsonl").read_text().splitlines() for run in ("straight", "killed")]
     assert lines[0] == lines[1] and [json.loads(line)["step"] for line in lines[0]] == [1, 2, 3, 4]
+
+
+# In the child: tools/evaluate.py semisup, which SIGKILLs itself right after the checkpoint of step KILL_AT is on
+# disk (no finally block, no flush, the output lock released by the kernel), as tests/pretrain/test_resume_kills.py.
+KILL_AT = 3  # of 4 steps (20 images, batch 10, 2 epochs): the middle of the second epoch
+CHILD = """
+import os, runpy, signal, sys
+import sslt_core.engine.checkpoint as C
+real, kill_at = C.save_atomic, int(sys.argv[1])
+
+def save_atomic(path, obj):
+    real(path, obj)
+    if obj["step"] == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+C.save_atomic = save_atomic
+sys.argv = ["tools/evaluate.py", *sys.argv[2:]]
+runpy.run_path("tools/evaluate.py", run_name="__main__")
+"""
+
+
+@pytest.mark.slow
+def test_a_run_sigkilled_after_a_mid_run_checkpoint_resumes_to_the_same_weights_and_metrics(demo_root, small,
+                                                                                           tmp_path, tool):
+    def args(out, *more):
+        return ["semisup", "--weights", small[0] / "r18.pth", "--data", demo_root, "--subset", "per-class-2",
+                "--epochs", "2", "--batch-size", "10", "--lr", "0.05", "--image-size", "32", "--workers", "0",
+                "--checkpoint-every", "1", "--no-progress", "--output-dir", tmp_path / out,
+                "--output", tmp_path / f"{out}.json", *more]
+
+    code, _, err = tool("evaluate", *args("straight"))
+    assert code == 0, err
+    killed = subprocess.run([sys.executable, "-c", CHILD, str(KILL_AT), *map(str, args("killed"))], cwd=REPO,
+                            capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    folder = tmp_path / "killed" / "per-class-2"
+    assert torch.load(folder / "checkpoint.pth", weights_only=False)["step"] == KILL_AT
+    assert not (folder / "result.json").exists() and not (tmp_path / "killed.json").exists()
+    code, _, err = tool("evaluate", *args("killed", "--resume"))
+    assert code == 0, err
+    runs = [tmp_path / run / "per-class-2" for run in ("straight", "killed")]
+    straight, resumed = (torch.load(run / "checkpoint.pth", weights_only=False) for run in runs)
+    assert straight["step"] == resumed["step"] == 4
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    lines = [(run / "metrics.jsonl").read_text().splitlines() for run in runs]
+    assert lines[0] == lines[1] and [json.loads(line)["step"] for line in lines[0]] == [1, 2, 3, 4, 4]
+    results = [json.loads((run / "result.json").read_text()) for run in runs]
+    assert results[0]["metrics"] == results[1]["metrics"]
+    assert json.loads(lines[1][-1])["scored_top1"] == results[1]["metrics"]["top1"]  # the last epoch's summary
+    assert results[0]["details"]["epochs"] == results[1]["details"]["epochs"]
+    records = [json.loads((tmp_path / f"{run}.json").read_text())["metrics"] for run in ("straight", "killed")]
+    assert records[0] == records[1] and set(records[0]) == {"top1_per-class-2", "top5_per-class-2"}
+    assert not list(folder.glob(".*.tmp-*"))
 
 
 WORLD = 2  # about 60 s each on 2 busy cores: in the slow suite
