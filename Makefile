@@ -6,7 +6,7 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 DEMO_OUTPUT ?= output/demo
 PY := $(VENV)/bin/python
 
-.PHONY: venv lint test test-all demo clean
+.PHONY: venv lint test test-slurm test-all demo clean
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: setup.py Makefile tools/install_detectron2.py tools/detectron2_stand_in/_C.py
@@ -22,7 +22,12 @@ lint: venv
 	$(VENV)/bin/lint-imports
 
 test: venv lint
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -m "not slow and not slurm" -q
+
+# On a real one-node SLURM cluster that the tests start and stop (tests/cluster/slurm_up.sh; as root, installing
+# slurm-wlm, slurmdbd, munge and mariadb-server with apt-get when missing); elsewhere they skip, saying why.
+test-slurm: venv
+	$(PY) -m pytest -m slurm -q tests/cluster
 
 test-all: venv lint
 	$(PY) -m pytest -q

@@ -14,6 +14,8 @@ Requeue: a job whose callable is a `submitit.helpers.Checkpointable` is requeued
 (SIGUSR2 from SLURM, `signal_delay_s` before the limit) and calls itself again, where it resumes from its last
 checkpoint.
 """
+import contextlib
+import io
 import json
 import os
 import re
@@ -32,6 +34,15 @@ from sslt_core.safe_load import load_plain_pickle
 Launcher = Literal["local", "submitit-local", "slurm"]
 JOB_LAUNCHERS = ("submitit-local", "slurm")
 SIGNAL_DELAY_S = 120  # SLURM sends SIGUSR2 this long before the time limit: the job checkpoints and requeues
+
+
+def signal_delay_s(minutes):
+    """How long before a job's time limit SLURM is asked to signal it. SLURM may send the signal up to 60 s early
+    (the resolution of its event handling; it checks the limits every 30 s), so a job of under 5 minutes gets half
+    of what is left after those 60 s, and at least 30 s: with the full SIGNAL_DELAY_S a job of 2 or 3 minutes is
+    signalled at the first check after each start (within 30 s) and requeues itself every 30 s, at most
+    max_num_timeout times. (A 1-minute job cannot be signalled reliably.)"""
+    return min(SIGNAL_DELAY_S, max(30, (minutes * 60 - 60) // 2))
 
 
 @dataclass
@@ -71,34 +82,46 @@ def executor(launcher, folder, resources, name="ssl-transfer", one_task=False):
     if launcher == "slurm":
         ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=30)
         extra = {"account": resources.account} if resources.account else {}
+        # --requeue: submitit does not ask for it, and where a site sets JobRequeue=0 both submitit's own
+        # `scontrol requeue` on time-out and SLURM's requeue on preemption are refused without it
         ex.update_parameters(job_name=name, nodes=resources.nodes, ntasks_per_node=tasks,
                              gpus_per_node=resources.gpus_per_node or None, cpus_per_task=resources.cpus_per_task,
-                             time=resources.time, partition=resources.partition, signal_delay_s=SIGNAL_DELAY_S,
-                             mem=f"{resources.mem_gb}GB" if resources.mem_gb else None, **extra)
+                             time=resources.time, partition=resources.partition,
+                             signal_delay_s=signal_delay_s(resources.time),
+                             mem=f"{resources.mem_gb}GB" if resources.mem_gb else None,
+                             additional_parameters={"requeue": True}, **extra)
         return ex
     if launcher == "submitit-local":
         if resources.nodes > 1:
             raise ClusterError("--launcher submitit-local runs on this machine: nodes must be 1")
         ex = submitit.LocalExecutor(folder=folder, max_num_timeout=30)
         ex.update_parameters(tasks_per_node=tasks, timeout_min=resources.time,
-                             signal_delay_s=SIGNAL_DELAY_S, visible_gpus=list(range(resources.gpus_per_node)))
+                             signal_delay_s=signal_delay_s(resources.time),
+                             visible_gpus=list(range(resources.gpus_per_node)))
         return ex
     raise ClusterError(f"launcher {launcher!r} submits no jobs; choose submitit-local or slurm")
 
 
 def submit(ex, fn, *args):
-    """ex.submit(fn, *args), with a scheduler's refusal as one ClusterError line."""
+    """ex.submit(fn, *args), with a scheduler's refusal as one ClusterError line. submitit's SlurmExecutor leaves
+    its temporary script name as a link to <job id>_submission.sh; the link is removed (the tools refuse links
+    below their output folders, which hold the job folder: a --resume would stop at it)."""
     from submitit.core.utils import FailedJobError, FailedSubmissionError
 
     before = set(Path(ex.folder).glob(".submission_file_*.sh")) | set(Path(ex.folder).glob("*_submission.sh"))
     try:
-        return ex.submit(fn, *args)
+        with contextlib.redirect_stderr(io.StringIO()):  # submitit prints sbatch's refusal too: it is in our line
+            job = ex.submit(fn, *args)
     except (FailedSubmissionError, FailedJobError, OSError) as error:
         scripts = sorted((set(Path(ex.folder).glob(".submission_file_*.sh")) |
                           set(Path(ex.folder).glob("*_submission.sh"))) - before)
         where = f" (script: {scripts[-1]})" if scripts else f" (scripts in {ex.folder})"
         message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())[:400]
         raise ClusterError(f"the scheduler refused the job: {message}{where}") from None
+    for link in Path(ex.folder).glob(".submission_file_*.sh"):
+        if link.is_symlink():
+            link.unlink(missing_ok=True)
+    return job
 
 
 def distributed_from_job(port=None):

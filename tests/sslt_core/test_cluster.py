@@ -49,24 +49,27 @@ def test_the_sbatch_script_of_a_2_node_8_gpu_pretraining_is_submitits_rendering(
     expected = _make_sbatch_string(command="python -u -m submitit.core._submit FOLDER", folder=tmp_path / "jobs",
                                    job_name="pretrain-swav", nodes=2, ntasks_per_node=8, gpus_per_node=8,
                                    cpus_per_task=10, time=4320, partition="learnfair", account="ssl",
-                                   signal_delay_s=cluster.SIGNAL_DELAY_S)
+                                   signal_delay_s=cluster.SIGNAL_DELAY_S, additional_parameters={"requeue": True})
     assert ours == expected
     for directive in ("--nodes=2", "--ntasks-per-node=8", "--gpus-per-node=8", "--time=4320",
-                      "--partition=learnfair", "--account=ssl", "--signal=USR2@120"):
+                      "--partition=learnfair", "--account=ssl", "--signal=USR2@120", "--requeue"):
         assert f"#SBATCH {directive}" in ours
     job = cluster.submit(ex, print, "hello")
     assert job.job_id == "4242"
     submitted = (tmp_path / "bin" / "calls").read_text().split()
     assert len(submitted) == 1 and submitted[0].endswith(".sh")
+    # submitit leaves its temporary script name as a link: removed, as the tools' --resume refuses links
+    assert [p.name for p in (tmp_path / "jobs").iterdir() if p.is_symlink()] == []
 
 
-def test_a_refusal_is_one_line_with_sbatchs_message_and_the_script(fake_sbatch, tmp_path):
+def test_a_refusal_is_one_line_with_sbatchs_message_and_the_script(fake_sbatch, tmp_path, capsys):
     fake_sbatch(SBATCH_REFUSES)
     ex = cluster.executor("slurm", tmp_path / "jobs", cluster.Resources(partition="nowhere"))
     with pytest.raises(ClusterError, match=r"refused the job: .*invalid partition specified: nowhere.*script: .*\.sh")\
             as raised:
         cluster.submit(ex, print, "hello")
     assert "\n" not in str(raised.value)
+    assert capsys.readouterr().err == ""  # submitit prints sbatch's stderr on a refusal: not a second time here
 
 
 def test_no_sbatch_fails_at_once(tmp_path, monkeypatch, tool):
@@ -138,3 +141,13 @@ def test_wait_reads_a_jobs_result_as_plain_data_and_a_planted_payload_never_runs
     with pytest.raises(ClusterError, match="is not plain data"):
         cluster.wait(_finished_job(tmp_path, (tmp_path / "evil.pkl").read_bytes()))
     assert not marker.exists()
+
+
+def test_the_signal_comes_before_the_limit_and_never_at_a_start():
+    """SLURM may signal up to 60 s before the --signal time and checks every 30 s (`man sbatch`, --signal): for a
+    job of 2 minutes or more, the earliest signal is 30 s or more after the start and the latest 30 s or more
+    before the limit; 120 s for every job of 5 minutes or more."""
+    for minutes in range(2, 3000):
+        delay = cluster.signal_delay_s(minutes)
+        assert minutes * 60 - delay - 60 >= 30 and delay >= 30
+        assert delay == (120 if minutes >= 5 else delay)
