@@ -11,7 +11,7 @@ the tools read: an ImageFolder split's class folders as ImageFolder lists them, 
 (one listing, sslt_core/listing.py).
 """
 from sslt_core.cli import ToolParser, run
-from sslt_core.datasets import LAYOUTS, dataset_path
+from sslt_core.datasets import LAYOUTS, dataset_path, datasets_root
 from sslt_core.detection_data import DETECTION_SPLITS, check_coco_split, check_voc_split
 from sslt_core.images import load_rgb
 from sslt_core.listing import class_samples, image_files
@@ -24,14 +24,19 @@ def dataset_images(name, path):
     return image_files(path)
 
 
+def present(root):
+    """The datasets whose folder is under the root (the first layout, to be reported missing, when none is)."""
+    base = datasets_root(root)
+    return [name for name, layout in LAYOUTS.items() if (base / layout.folder).exists()] or list(LAYOUTS)[:1]
+
+
 def main(argv=None):
     parser = ToolParser(description=__doc__)
-    parser.add_argument("datasets", nargs="*", default=list(LAYOUTS),
-                        help=f"any of {', '.join(LAYOUTS)}")
+    parser.add_argument("datasets", nargs="*", help=f"any of {', '.join(LAYOUTS)} (default: those under the root)")
     parser.add_argument("--data-root", help="the folder holding the datasets (default: $DETECTRON2_DATASETS)")
     parser.add_argument("--verify-images", action="store_true", help="decode every image")
     args = parser.parse_args(argv)
-    for name in args.datasets:
+    for name in args.datasets or present(args.data_root):
         path = dataset_path(name, args.data_root)
         check = check_voc_split if name.startswith("voc") else check_coco_split
         splits = {split: check(path, split) for split in DETECTION_SPLITS.get(name, ())}

@@ -56,7 +56,8 @@ def test_check_datasets_tool_exits_nonzero_with_one_line_on_a_wrong_root(tmp_pat
 def test_check_datasets_tool_reports_the_demo_root(demo_root):
     result = run_tool("tools/check_datasets.py", "--data-root", demo_root, "--verify-images")
     assert result.returncode == 0, result.stderr
-    assert [line.split()[0] for line in result.stdout.splitlines()] == ["imagenet", "voc2007", "voc2012", "coco"]
+    assert [line.split()[0] for line in result.stdout.splitlines()] == [  # every layout the demo writes
+        "imagenet", "voc2007", "voc2012", "coco", "cifar10", "dtd", "flowers102"]
 
 
 def truncated_jpeg():
