@@ -87,6 +87,6 @@ def test_a_stage_of_no_known_kind_is_an_error_not_another_kinds_resources(tmp_pa
     kinds = default_resources()
     assert {"pretrain", "convert"} | {e.resource_kind for e in EVALUATIONS.values()} == set(kinds)
     launch = job_launcher(type("Config", (), {"resources": {}})(), "submitit-local")
-    for kind in (None, "svm"):
+    for kind in (None, "no_such_kind"):
         with pytest.raises(ConfigError, match="not one of pretrain, convert"):
-            launch(Stage("m/svm", {}, lambda folder, inputs: {}, kind=kind), tmp_path, {}, tmp_path / "job")
+            launch(Stage("m/x", {}, lambda folder, inputs: {}, kind=kind), tmp_path, {}, tmp_path / "job")

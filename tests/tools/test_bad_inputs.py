@@ -340,7 +340,7 @@ CASES = {
     "demo/out-is-other-data": (["make_demo_data", "--out", "{dir}", "--size", "small"], "pass --force"),
     # tools/check_datasets.py
     "check/bad-root": (["check_datasets", "--data-root", "{out}/nowhere"], "point the datasets root"),
-    "check/unknown-dataset": (["check_datasets", "cifar10", "--data-root", "{data}"], "unknown dataset 'cifar10'"),
+    "check/unknown-dataset": (["check_datasets", "cifar1000", "--data-root", "{data}"], "unknown dataset 'cifar1000'"),
 }
 
 
