@@ -7,12 +7,14 @@
 Each evaluation brings its own arguments (`tools/evaluate.py NAME --help`); tools/eval_knn.py, eval_linear.py,
 eval_label_free.py and train_det.py are this tool with NAME given.
 """
+import dataclasses
 import sys
 
 from evaluations.registry import EVALUATIONS, get
 from evaluations.running import run_evaluation
 from sslt_core.atomic import write_json_atomic
 from sslt_core.cli import ToolParser, writable_file
+from sslt_core.config import build
 from sslt_core.errors import ConfigError
 
 
@@ -37,6 +39,7 @@ def main(argv=None):
         return evaluation.main(args)
     output = writable_file(args.output) if getattr(args, "output", None) else None
     weights, data_root, output_dir, settings, context = evaluation.from_args(args)
+    settings = build(evaluation.settings, dataclasses.asdict(settings), evaluation.name)  # every Range, as a config's
     checked = evaluation.prepare(settings)
     record = run_evaluation(evaluation, weights, data_root, output_dir, checked, context)
     print(evaluation.summary(record))

@@ -325,6 +325,8 @@ CASES = {
     "table/bigint": (["make_table", "{results_bigint.json}"], "top1 must be a finite number or null, got 999"),
     "table/hugeint": (["make_table", "{results_hugeint.json}"], "holds a value no results file has"),
     "table/a-folder": (["make_table", "{dir}"], "is a folder"),
+    "evaluate/settings-range": (["evaluate", "voc07_svm", "--weights", "random", "--data", "{data}", "--folds", "1"],
+                                "voc07_svm.folds must be >= 2"),
     "evaluate/flag-first": (["evaluate", "--weights", "random", "knn"], "name the evaluation first"),
     "evaluate/task-config-mismatch": (["evaluate", "voc07", "--config", str(DEMO_COCO), "--weights", "random",
                                        "--data-root", "{data}", "--output-dir", "{out}/det"],
