@@ -6,11 +6,10 @@ from typing import Literal
 from eval.features import ARCHS, build_encoder, split_features
 from eval.knn import accuracy, knn_classify
 from evaluations.record import from_trials
-from evaluations.registry import Column, Context, Evaluation, Weights, register
+from evaluations.registry import Column, Context, Evaluation, Weights, add_record_arguments, register
 from sslt_core.cli import crop_size, non_negative_int, positive_float, positive_int, writable_folder
 from sslt_core.cluster import Resources
 from sslt_core.config import CropSize, NonNegativeInt, PositiveFloat, PositiveInt
-from sslt_core.safe_load import TRUST_FLAG
 
 
 @dataclass(frozen=True)
@@ -68,9 +67,7 @@ def add_arguments(parser):
     parser.add_argument("--batch-size", type=positive_int, default=256)
     parser.add_argument("--workers", type=non_negative_int, default=4, help="data loading processes")
     parser.add_argument("--cache-dir", default="output/feature_cache", help="where features are cached")
-    parser.add_argument("--output", help="write the result record (JSON) here")
-    parser.add_argument(TRUST_FLAG, action="store_true", help="the checkpoint is trusted: allow a full unpickle "
-                                                               "(it can run code)")
+    add_record_arguments(parser)
 
 
 def from_args(args):

@@ -10,12 +10,11 @@ from eval.diagnostics import UNIFORMITY_T
 from eval.features import ARCHS, build_encoder
 from eval.label_free import PAPER_SAMPLES, evaluate_label_free
 from evaluations.record import from_trials
-from evaluations.registry import Column, Context, Evaluation, Weights, register
+from evaluations.registry import Column, Context, Evaluation, Weights, add_record_arguments, register
 from pretrain.augment import BYOL_1, MOCO_V2, SIMCLR, SWAV_LARGE, SeededViews, collate, to_device_views
 from sslt_core.cli import crop_size, non_negative_int, positive_int
 from sslt_core.cluster import Resources
 from sslt_core.config import CropSize, NonNegativeInt, PositiveInt
-from sslt_core.safe_load import TRUST_FLAG
 
 VIEWS = {"moco_v2": MOCO_V2, "simclr": SIMCLR, "byol": BYOL_1, "swav": SWAV_LARGE}
 
@@ -80,9 +79,7 @@ def add_arguments(parser):
     parser.add_argument("--arch", choices=ARCHS, default="resnet50", help="architecture for --weights random")
     parser.add_argument("--batch-size", type=positive_int, default=256)
     parser.add_argument("--workers", type=non_negative_int, default=4)
-    parser.add_argument("--output", help="write the result record (JSON) here")
-    parser.add_argument(TRUST_FLAG, action="store_true", help="the checkpoint is trusted: allow a full unpickle "
-                                                               "(it can run code)")
+    add_record_arguments(parser)
 
 
 def from_args(args):

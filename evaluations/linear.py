@@ -6,12 +6,11 @@ from typing import Literal
 from eval.features import ARCHS, build_encoder, split_features
 from eval.linear import PROTOCOLS, adapted, linear_probe, train_transform
 from evaluations.record import from_trials
-from evaluations.registry import Column, Context, Evaluation, Weights, register
+from evaluations.registry import Column, Context, Evaluation, Weights, add_record_arguments, register
 from sslt_core.cli import crop_size, non_negative_int, positive_int, writable_folder
 from sslt_core.cluster import Resources
 from sslt_core.config import CropSize, NonNegativeInt, PositiveInt
 from sslt_core.datasets import image_folder
-from sslt_core.safe_load import TRUST_FLAG
 
 
 @dataclass(frozen=True)
@@ -76,9 +75,7 @@ def add_arguments(parser):
     parser.add_argument("--workers", type=non_negative_int, default=4)
     parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--cache-dir", default="output/feature_cache")
-    parser.add_argument("--output", help="write the result record (JSON) here")
-    parser.add_argument(TRUST_FLAG, action="store_true", help="the checkpoint is trusted: allow a full unpickle "
-                                                               "(it can run code)")
+    add_record_arguments(parser)
 
 
 def from_args(args):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sslt_core.cluster import Resources
 from sslt_core.errors import ConfigError
+from sslt_core.safe_load import TRUST_FLAG
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,13 @@ class Evaluation:
 
 
 EVALUATIONS: dict[str, Evaluation] = {}
+
+
+def add_record_arguments(parser):
+    """--output and --trust-checkpoint: the arguments every evaluation of one checkpoint's tool shares."""
+    parser.add_argument("--output", help="write the result record (JSON) here")
+    parser.add_argument(TRUST_FLAG, action="store_true", help="the checkpoint is trusted: allow a full unpickle "
+                                                               "(it can run code)")
 
 
 def register(evaluation):

@@ -29,7 +29,7 @@ from eval.semisup import (
 )
 from eval.subsets import OFFICIAL, PER_CLASS, SampleDataset, resolve
 from evaluations.record import from_trials
-from evaluations.registry import Column, Context, Evaluation, Weights, register
+from evaluations.registry import Column, Context, Evaluation, Weights, add_record_arguments, register
 from sslt_core.atomic import write_json_atomic
 from sslt_core.cli import crop_size, non_negative_int, positive_float, positive_int
 from sslt_core.cluster import Resources
@@ -39,7 +39,6 @@ from sslt_core.engine import distributed, setup_distributed
 from sslt_core.errors import ConfigError, DatasetError
 from sslt_core.listing import class_samples
 from sslt_core.lock import OutputLock
-from sslt_core.safe_load import TRUST_FLAG
 
 TAGS = {"1percent": "1pct", "10percent": "10pct"}
 
@@ -245,9 +244,7 @@ def add_arguments(parser):
     parser.add_argument("--output-dir", default="output/semisup", help="checkpoints, metrics.jsonl, tensorboard/")
     parser.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
     parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--output", help="write the result record (JSON) here")
-    parser.add_argument(TRUST_FLAG, action="store_true", help="the checkpoint is trusted: allow a full unpickle "
-                                                               "(it can run code)")
+    add_record_arguments(parser)
 
 
 def from_args(args):

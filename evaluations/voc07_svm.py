@@ -11,13 +11,12 @@ from eval.features import ARCHS, build_encoder
 from eval.voc_features import LAYERS, voc_layer_features
 from eval.voc_svm import COSTS, full_svm
 from evaluations.record import from_trials
-from evaluations.registry import Column, Context, Evaluation, Weights, register
+from evaluations.registry import Column, Context, Evaluation, Weights, add_record_arguments, register
 from sslt_core.cli import crop_size, non_negative_int, positive_float, positive_int, writable_folder
 from sslt_core.cluster import Resources
 from sslt_core.config import CropSize, NonNegativeInt, PositiveFloat, PositiveInt, Range
 from sslt_core.datasets import dataset_path
 from sslt_core.errors import ConfigError
-from sslt_core.safe_load import TRUST_FLAG
 
 Layer = Literal[tuple(LAYERS)]
 SVM_RESOURCES = Resources(gpus_per_node=1, cpus_per_task=32, time=8 * 60)  # features on the GPU, SVMs on CPUs
@@ -102,9 +101,7 @@ def add_common_arguments(parser, layers):
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--workers", type=non_negative_int, default=4, help="data loading processes")
     parser.add_argument("--cache-dir", default="output/feature_cache", help="where features are cached")
-    parser.add_argument("--output", help="write the result record (JSON) here")
-    parser.add_argument(TRUST_FLAG, action="store_true", help="the checkpoint is trusted: allow a full unpickle "
-                                                               "(it can run code)")
+    add_record_arguments(parser)
 
 
 def common_settings(args):
