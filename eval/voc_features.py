@@ -19,6 +19,7 @@ from torch import nn
 from torchvision import transforms
 
 from eval.features import cached_features, extract_features
+from sslt_core.detection_data import voc_image_ids
 from sslt_core.errors import DatasetError
 from sslt_core.images import IMAGENET_MEAN, IMAGENET_STD, load_rgb
 
@@ -57,9 +58,7 @@ def voc_classification(folder, split, classes=None):
     listing = main / f"{split}.txt"
     if not listing.is_file():
         raise DatasetError(f"{listing}: no such file (the image list of VOC split {split}); restore it")
-    ids = listing.read_text().split()
-    if not ids:
-        raise DatasetError(f"{listing} lists no image; restore it, or regenerate the dataset")
+    ids = voc_image_ids(listing)
     row = {image_id: i for i, image_id in enumerate(ids)}
     labels = np.zeros((len(ids), len(classes)), dtype=np.int8)
     for c, name in enumerate(classes):

@@ -298,15 +298,17 @@ def verify_sums(out_dir):
 
 def _records_in(run_dir):
     """{evaluation: EvaluationRecord} of the record files a run folder holds (tools/evaluate.py --output X.json in
-    it, a detection output's record.json in a subfolder); other JSON files are left alone."""
+    it, a detection output's record.json in a subfolder); other JSON files are left alone, but one that does not
+    parse is refused: it may be a record cut short, which the bundle must not silently lack."""
     records = {}
     for path in sorted(list(run_dir.glob("*.json")) + list(run_dir.glob("*/record.json"))):
         if path.name == "results.json":
             continue
         try:
             data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-            continue
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # a record cut short, as likely as not
+            raise ResultsError(f"{path} is not valid JSON (a record file cut short?); run its evaluation again, or "
+                               f"move the file out of {run_dir}") from None
         if not (isinstance(data, dict) and "evaluation" in data and "protocol" in data):
             continue
         record = parse_record(data, str(path))

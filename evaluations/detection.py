@@ -100,13 +100,9 @@ def prepare_of(task, default_config):
     return prepare
 
 
-def _base_config(checked):
-    return checked.recipe.trial_config("", "unused", 0, 1)[0]
-
-
 def protocol_of(task):
     def protocol(checked):
-        cfg = _base_config(checked)
+        cfg = checked.recipe.base_config
         return (f"det/{task}-{Path(checked.settings.config).stem}-{cfg.SOLVER.MAX_ITER}it-"
                 f"bs{cfg.SOLVER.IMS_PER_BATCH}-{checked.recipe.digest()[:8]}")
     return protocol
@@ -120,7 +116,7 @@ def reads(checked):
 
 def record_from_summary(task, checked, summary):
     """The record of a finished run from its metrics.json content."""
-    cfg = _base_config(checked)
+    cfg = checked.recipe.base_config
     trials = [{"seed": t["seed"], "metrics": {f"{kind}/{m}": v for kind, metrics in t["results"].items()
                                               for m, v in metrics.items()}, "precision": t.get("precision")}
               for t in summary["trials"]]

@@ -4,16 +4,18 @@ samples of recorded seeds; each cost trained and tested, and the cost of the bes
 reported, as the original does: a choice made on the test set (the record says so). Mean, std, min and max over
 the samples per k, on res4 and res5 (eval/voc_svm.py)."""
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 
+from eval.voc_features import voc_classification
 from eval.voc_svm import COSTS, LOW_SHOT_K, low_shot
 from evaluations import voc07_svm as full  # the features, the shared arguments and checks
 from evaluations.record import from_trials
 from evaluations.registry import Column, Evaluation, register
 from sslt_core.cli import non_negative_int, positive_int
 from sslt_core.config import CropSize, NonNegativeInt, PositiveFloat, PositiveInt, Range
+from sslt_core.datasets import dataset_path
 from sslt_core.errors import ConfigError
 
 TABLE_LAYERS = ("res4", "res5")  # VISSL's
@@ -31,6 +33,9 @@ class Voc07LowShotSettings:
     jobs: int = -1
     batch_size: PositiveInt = 64
     workers: NonNegativeInt = 4
+    # a class with fewer trainval positives than a k: "refuse" (the sample would not be k-shot), or "take_all" of
+    # them (small copies, as the demo's test data; the protocol id says so)
+    fewer_positives: Literal["refuse", "take_all"] = "refuse"
 
 
 def prepare(settings):
@@ -41,7 +46,21 @@ def prepare(settings):
 
 def protocol(settings):
     return (f"voc07_lowshot/goyal19-{settings.samples}samples-seed{settings.sample_seed}-"
-            f"{full.costs_id(settings.costs)}-test-selected-size{settings.image_size}")
+            f"{full.costs_id(settings.costs)}-test-selected-size{settings.image_size}"
+            + ("-fewer-positives-taken" if settings.fewer_positives == "take_all" else ""))
+
+
+def check_positives(data_root, settings):
+    """Refuse a k that a class of VOC2007 trainval has fewer positives for, before any feature is computed."""
+    if settings.fewer_positives == "take_all":
+        return
+    _, classes, labels = voc_classification(dataset_path("voc2007", data_root), "trainval")
+    counts = (labels == 1).sum(axis=0)
+    fewest = int(counts.argmin())
+    if max(settings.k) > counts[fewest]:
+        raise ConfigError(f"k {max(settings.k)} is more positives than class '{classes[fewest]}' has in VOC2007 "
+                          f"trainval ({counts[fewest]}); give k <= {counts[fewest]}, or fewer_positives: take_all "
+                          "(--fewer-positives take_all) to use every positive such a class has")
 
 
 def metric(layer, k):
@@ -49,6 +68,7 @@ def metric(layer, k):
 
 
 def run(weights, data_root, output_dir, settings, context):
+    check_positives(data_root, settings)
     splits, classes, details = full.layer_features(weights, data_root, settings, context)
     (train, train_labels), (test, test_labels) = splits["trainval"], splits["test"]
     seeds = [settings.sample_seed + i for i in range(settings.samples)]
@@ -97,11 +117,13 @@ def add_arguments(parser):
     parser.add_argument("--k", type=positive_int, nargs="+", default=list(LOW_SHOT_K), help="positives per class")
     parser.add_argument("--samples", type=positive_int, default=5, help="independent samples per k")
     parser.add_argument("--sample-seed", type=non_negative_int, default=0, help="seed of the first sample")
+    parser.add_argument("--fewer-positives", choices=("refuse", "take_all"), default="refuse",
+                        help="a class with fewer trainval positives than k: refuse (default), or take all it has")
 
 
 def from_args(args):
     settings = Voc07LowShotSettings(k=tuple(args.k), samples=args.samples, sample_seed=args.sample_seed,
-                                    **full.common_settings(args))
+                                    fewer_positives=args.fewer_positives, **full.common_settings(args))
     return full.common_run(args, settings)
 
 
@@ -112,4 +134,4 @@ register(Evaluation(
     reads=lambda settings: ["voc2007"], ranges=lambda metrics: dict.fromkeys(metrics, (0, 100)), summary=summary,
     cli=add_arguments, from_args=from_args, resource_kind="svm", resources=full.SVM_RESOURCES,
     demo={"k": list(LOW_SHOT_K), "samples": 2, "costs": [0.01, 1.0], "image_size": 32, "jobs": 1, "batch_size": 32,
-          "workers": 0}, description=__doc__))
+          "workers": 0, "fewer_positives": "take_all"}, description=__doc__))

@@ -39,8 +39,8 @@ class Voc07SvmSettings:
 def check_layers(settings):
     if not settings.layers or len(set(settings.layers)) != len(settings.layers):
         raise ConfigError(f"layers must name each of {', '.join(LAYERS)} at most once, got {list(settings.layers)}")
-    if settings.jobs == 0:
-        raise ConfigError("jobs must be -1 (every core) or a number of processes >= 1, got 0")
+    if settings.jobs == 0 or settings.jobs < -1:
+        raise ConfigError(f"jobs must be -1 (every core) or a number of processes >= 1, got {settings.jobs}")
     return settings
 
 

@@ -133,11 +133,23 @@ def writable_file(path):
     return path
 
 
+def _close_progress_bars():
+    """Clear the progress bars an error left open, so that its line does not start on a bar's remains."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
 def run(main, argv=None):
     """Run a tool's main(argv); a ToolkitError, or an OSError of a file it reads or writes, ends as one line and
     exit status 1."""
     try:
-        status = main(argv)
+        try:
+            status = main(argv)
+        except BaseException:
+            _close_progress_bars()
+            raise
     except ToolkitError as error:
         sys.exit(f"error: {one_line(error)}")
     except OSError as error:  # a file or folder the tool could not read or write

@@ -33,6 +33,22 @@ def _read_text(path, what):
         raise DatasetError(f"{path} is not UTF-8 text ({what}); restore the original file") from None
 
 
+def voc_image_ids(listing, text=None):
+    """The image ids of a VOC image list (ImageSets/Main/<split>.txt): one id per line, blank lines skipped;
+    DatasetError naming the line where a line holds more than one word or the list holds none."""
+    text = _read_text(listing, "a VOC image list") if text is None else text
+    ids = []
+    for number, line in enumerate(text.splitlines(), 1):
+        words = line.split()
+        if len(words) > 1:
+            raise DatasetError(f"{listing} line {number}: {line.strip()!r} is not one image id (an image list holds "
+                               "one id per line, as VOC's); fix the list")
+        ids += words
+    if not ids:
+        raise DatasetError(f"{listing} lists no image; restore it, or regenerate the dataset")
+    return ids
+
+
 def _voc_box(obj, xml, classes):
     name = obj.findtext("name")
     if not name or not name.strip():
@@ -66,9 +82,7 @@ def check_voc_split(folder, split, classes=None):
     <bndbox> of four numbers with xmin <= xmax, ymin <= ymax."""
     folder = Path(folder)
     listing = folder / "ImageSets" / "Main" / f"{split}.txt"
-    ids = _read_text(listing, f"the image list of VOC split {split}").split()
-    if not ids:
-        raise DatasetError(f"{listing} lists no image; restore it, or regenerate the dataset")
+    ids = voc_image_ids(listing, _read_text(listing, f"the image list of VOC split {split}"))
     for file_id in ids:
         if "/" in file_id or "\\" in file_id or file_id in (".", ".."):
             raise DatasetError(f"{listing}: '{file_id}' is not an image id (a name without folders); fix the list")

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from sslt_core.datasets import LAYOUTS, dataset_path
+from sslt_core.detection_data import voc_image_ids
 from sslt_core.errors import CheckpointError, DatasetLayoutError
 from sslt_core.listing import class_folders, image_files
 from sslt_core.safe_load import load_plain_pickle
@@ -313,7 +314,7 @@ def read_voc2007_classification(folder):
         raise _bad(folder, "voc2007", f"{main} has no <class>_train.txt")
     splits = {}
     for split in ("train", "val", "test"):
-        ids = [line.split()[0] for line in _lines(main / f"{split}.txt", folder, "voc2007")]
+        ids = voc_image_ids(main / f"{split}.txt")
         position = {i: n for n, i in enumerate(ids)}
         labels = np.zeros((len(ids), len(classes)), dtype=np.int8)
         for c, name in enumerate(classes):

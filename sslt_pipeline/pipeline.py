@@ -155,10 +155,11 @@ def check_data(config, checked):
         check_detection_sets(tuple(detection), config.data_root)
 
 
-def run_pipeline(config_path, output_dir, log=print, launcher="local", max_parallel=1):
+def run_pipeline(config_path, output_dir, log=print, launcher="local", max_parallel=1, poll_seconds=None):
     """Run the whole pipeline in `output_dir`, which it locks; return the exit status (1 when a stage failed).
     launcher "local": every stage in this process, one after another; "slurm" / "submitit-local": every stage as a
-    job as soon as the stages it reads are done, at most `max_parallel` jobs at a time."""
+    job as soon as the stages it reads are done, at most `max_parallel` jobs at a time, their states looked at every
+    `poll_seconds` (None: the launcher's default, stage_jobs.POLL_SECONDS)."""
     config, checked = load_pipeline_config(config_path)
     cluster.check_launcher(launcher)
     output_dir = Path(output_dir)
@@ -181,7 +182,7 @@ def run_pipeline(config_path, output_dir, log=print, launcher="local", max_paral
             check_data(config, checked)
         data_fingerprints(stages, config.data_root)  # the splits each stage reads, as they are now
         entries = run_stages(stages, output_dir, log=log, launch=job_launcher(config, launcher) if jobs else None,
-                             max_parallel=max_parallel)
+                             max_parallel=max_parallel, poll_seconds=poll_seconds)
         results = [model_result(model, entries, checked) for model in models]
         for result in results:
             write_json_atomic(output_dir / "results" / f"{folder_name(result.name)}.json", result.to_dict())

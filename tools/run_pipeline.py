@@ -18,7 +18,7 @@ kind (pretrain, convert, or an evaluation's kind), at most --max-parallel jobs a
 every job as it is submitted and as it ends: if this process is killed, the same command picks up the jobs that
 run or have finished instead of submitting them again. --launcher submitit-local runs the same jobs as processes here.
 """
-from sslt_core.cli import ToolParser, positive_int, run
+from sslt_core.cli import ToolParser, positive_float, positive_int, run
 from sslt_pipeline.pipeline import run_pipeline
 
 
@@ -29,8 +29,12 @@ def main(argv=None):
     parser.add_argument("--launcher", choices=("local", "submitit-local", "slurm"), default="local",
                         help="local: every stage in this process, one after another; slurm: every stage as a job")
     parser.add_argument("--max-parallel", type=positive_int, default=8, help="jobs at a time (job launchers)")
+    parser.add_argument("--poll-seconds", type=positive_float, default=None,
+                        help="seconds between two looks at the jobs' states (default: 60 on slurm, one sacct call "
+                             "per job; 2 for submitit-local)")
     args = parser.parse_args(argv)
-    status = run_pipeline(args.config, args.output_dir, launcher=args.launcher, max_parallel=args.max_parallel)
+    status = run_pipeline(args.config, args.output_dir, launcher=args.launcher, max_parallel=args.max_parallel,
+                          poll_seconds=args.poll_seconds)
     print(f"report: {args.output_dir}/report.md")
     return status
 

@@ -5,6 +5,7 @@ the files again) and checks keys and values; each trial's config is then a clone
 run's weights, output folder, seed and process count (DetectionRecipe.trial_config).
 """
 import difflib
+import functools
 import hashlib
 import io
 import math
@@ -46,6 +47,12 @@ class DetectionRecipe:
     def texts(self):
         """{path: text} of the chain."""
         return dict(self.chain)
+
+    @functools.cached_property
+    def base_config(self):
+        """The config of a one-process trial (no weights, seed 0), made once: what a protocol id and a record say
+        of the run (its length, batch, test sets, device, resolved config)."""
+        return self.trial_config("", "unused", 0, 1)[0]
 
     def trial_config(self, weights, output_dir, seed, world_size):
         """(frozen detectron2 config of one trial, notes: what was adjusted, to be said); nothing is read."""

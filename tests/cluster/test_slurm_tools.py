@@ -104,7 +104,7 @@ def test_the_pipeline_as_slurm_jobs_gives_the_in_process_tables_and_a_rerun_adop
                                  str(tmp_path / "here")], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     out = tmp_path / "jobs"
     command = [sys.executable, "tools/run_pipeline.py", "--config", str(config), "--output-dir", str(out),
-               "--launcher", "slurm", "--max-parallel", "4"]
+               "--launcher", "slurm", "--max-parallel", "4", "--poll-seconds", "3"]
     first = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     pretrain_job = slurm.wait_for(
         lambda: read_json(out / "manifest.json").get("simsiam/pretrain", {}).get("job_id"), 300,

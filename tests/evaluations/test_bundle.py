@@ -180,6 +180,12 @@ def test_bad_inputs_fail_with_one_line_and_write_nothing(tmp_path, tool):
     code, _, err = tool("export_bundle", run, tmp_path / "out")
     assert code == 1 and err.count("\n") == 1 and "top1" in err and not (tmp_path / "out").exists()
     (run / "knn.json").unlink()
+    record = (run / "linear.json").read_text()
+    (run / "linear.json").write_text(record[: len(record) // 2])  # a record cut short is named, not left out
+    code, _, err = tool("export_bundle", run, tmp_path / "out")
+    assert code == 1 and err.count("\n") == 1 and "linear.json is not valid JSON" in err
+    assert not (tmp_path / "out").exists()
+    (run / "linear.json").write_text(record)
     code, out, err = tool("export_bundle", run, tmp_path / "out", "--no-weights")
     assert code == 0, err
     assert "bundle written" in out and not (tmp_path / "out" / "encoder.safetensors").exists()

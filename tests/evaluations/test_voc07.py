@@ -30,6 +30,45 @@ def test_a_layer_named_twice_is_refused(tool, demo_root, tmp_path):
     assert code == 1 and "at most once" in stderr
 
 
+def _fewest_positives(voc):
+    """([classes], count) of the fewest '1' lines in a <class>_trainval.txt, counted here."""
+    counts = {path.name[:-len("_trainval.txt")]: sum(line.split()[1:] == ["1"]
+                                                     for line in path.read_text().splitlines())
+              for path in (voc / "ImageSets" / "Main").glob("*_trainval.txt")}
+    fewest = min(counts.values())
+    return sorted(c for c, n in counts.items() if n == fewest), fewest
+
+
+def test_a_k_beyond_the_positives_of_a_class_is_refused_before_any_feature(tool, demo_root, tmp_path):
+    classes, fewest = _fewest_positives(demo_root / "VOC2007")
+    code, _, stderr = tool("evaluate", "voc07_lowshot", "--weights", "random", "--arch", "resnet18", "--data",
+                           demo_root, "--k", "1", str(fewest + 1), "--image-size", "32", "--workers", "0",
+                           "--cache-dir", tmp_path / "cache", "--output", tmp_path / "r.json")
+    assert code == 1 and len(stderr.strip().splitlines()) == 1, stderr
+    assert f"k {fewest + 1} is more positives than class '" in stderr and f"({fewest}); give k <= {fewest}" in stderr
+    assert any(f"class '{c}'" in stderr for c in classes)
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "r.json").exists()
+
+
+def test_take_all_runs_a_k_beyond_the_positives_and_says_so(tool, demo_root, tmp_path):
+    _, fewest = _fewest_positives(demo_root / "VOC2007")
+    out = tmp_path / "r.json"
+    code, _, stderr = tool("evaluate", "voc07_lowshot", "--weights", "random", "--arch", "resnet18", "--data",
+                           demo_root, "--k", str(fewest + 1), "--samples", "1", "--layers", "res5", "--costs", "1",
+                           "--image-size", "32", "--jobs", "1", "--workers", "0", "--fewer-positives", "take_all",
+                           "--cache-dir", tmp_path / "cache", "--output", out)
+    assert code == 0, stderr
+    record = json.loads(out.read_text())
+    assert record["protocol"].endswith("-fewer-positives-taken")
+    assert record["details"]["low_shot"]["res5"][str(fewest + 1)]["capped"]
+
+
+def test_jobs_below_minus_one_is_refused(tool, demo_root, tmp_path):
+    code, _, stderr = tool("evaluate", "voc07_svm", "--weights", "random", "--data", demo_root, "--jobs", "-2",
+                           "--cache-dir", tmp_path)
+    assert code == 1 and "jobs must be -1 (every core) or a number of processes >= 1, got -2" in stderr
+
+
 def _low_shot_record(values):
     trials = [{"seed": s, "metrics": {"res5/k1": v, "res5/k2": v + 10}} for s, v in enumerate(values)]
     return from_trials("voc07_lowshot", "voc07_lowshot/test", trials, "voc2007/test", selected_on="voc2007/test")

@@ -90,9 +90,19 @@ def png16(path, values):
     return path
 
 
+def rendered(line):
+    """A line as a terminal shows it: each carriage return goes back to column 0 and overwrites (tqdm's bars)."""
+    shown = []
+    for part in line.split("\r"):
+        shown[: len(part)] = part
+    return "".join(shown).rstrip()
+
+
 def assert_one_line_error(code, stderr, expected):
-    """A tool's refusal: a non-zero exit, its last stderr line `error: ...` holding `expected`, no traceback."""
+    """A tool's refusal: a non-zero exit, its last stderr line `error: ...` holding `expected` (on a line of its
+    own, as a terminal shows it: no progress bar's remains before or after it), no traceback."""
     lines = stderr.strip().splitlines()
     assert code != 0 and lines and lines[-1].startswith("error: "), stderr[-2000:]
     assert expected in lines[-1], lines[-1]
+    assert rendered(stderr.rstrip("\n").split("\n")[-1]) == lines[-1].rstrip(), repr(stderr[-400:])
     assert "Traceback" not in stderr, stderr[-2000:]

@@ -122,7 +122,8 @@ def test_the_pipeline_as_submitit_jobs_gives_the_in_process_tables(tmp_path):
     config = small_config(tmp_path)
     here = run(config, tmp_path / "here")
     assert here.returncode == 0, here.stderr[-3000:]
-    jobs = run(config, tmp_path / "jobs", "--launcher", "submitit-local", "--max-parallel", "2")
+    jobs = run(config, tmp_path / "jobs", "--launcher", "submitit-local", "--max-parallel", "2",
+               "--poll-seconds", "0.5")
     assert jobs.returncode == 0, jobs.stdout[-3000:] + jobs.stderr[-3000:]
     for fmt in ("md", "csv", "json"):
         assert (tmp_path / "jobs" / f"tables.{fmt}").read_text() == (tmp_path / "here" / f"tables.{fmt}").read_text()

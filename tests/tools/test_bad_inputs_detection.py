@@ -107,6 +107,10 @@ def files(tmp_path_factory, demo_root):
         lambda root: setattr(root.find("object/bndbox/xmax"), "text", "-5")))
     f["voc_unknown_class"] = _voc(voc("voc_unknown_class"), _edit_xml(
         lambda root: setattr(root.find("object/name"), "text", "dog")))
+    f["voc_extra_word"] = voc("voc_extra_word")
+    listing = f["voc_extra_word"] / "VOC2007" / "ImageSets" / "Main" / "trainval.txt"
+    first, *rest = listing.read_text().splitlines()
+    listing.write_text("\n".join([f"{first} 1", *rest]) + "\n")  # a class list's line given as the image list's
     f["coco_cut"] = _coco(coco("coco_cut"), _cut_in_half)
     f["coco_no_image"] = _coco(coco("coco_no_image"), _drop_image)
     f["coco_unknown_category"] = _coco(coco("coco_unknown_category"),
@@ -218,6 +222,12 @@ CASES = {
     "check/coco-negative-width": (["check_datasets", "coco", "--data-root", "{coco_negative_width}"],
                                   "has a negative width or height", None),
     "check/voc-no-xmin": (["check_datasets", "voc2007", "--data-root", "{voc_no_xmin}"], "has no <xmin>", None),
+    # an image list's line of two words is named as such, not as a missing image '1'
+    "det/voc-list-extra-word": (det(data="{voc_extra_word}"), "trainval.txt line 1: ", None),
+    "check/voc-list-extra-word": (["check_datasets", "voc2007", "--data-root", "{voc_extra_word}"],
+                                  "is not one image id", None),
+    "svm/voc-list-extra-word": (["evaluate", "voc07_svm", "--weights", "random", "--data", "{voc_extra_word}"],
+                                "trainval.txt line 1: ", None),
 }
 
 
@@ -257,6 +267,21 @@ def test_the_damaged_copies_are_the_damage_named_and_the_demo_data_passes(files,
     coco = json.loads((files["data"] / "coco" / "annotations" / "instances_val2017.json").read_text())
     assert f"trainval {len((voc / 'trainval.txt').read_text().split())}" in stdout
     assert f"val2017 {len(coco['images'])}" in stdout
+
+
+def test_check_datasets_counts_the_linear_transfer_splits_from_their_files(files, tool):
+    """CIFAR's images live in pickled batches and DTD's splits in label lists: the counts come from those files
+    (read here with the standard library), not from a count of image files (which is 0 for CIFAR)."""
+    code, stdout, stderr = tool("check_datasets", "cifar10", "dtd", "--data-root", files["data"], "--verify-images")
+    assert code == 0, stderr
+    cifar = files["data"] / "cifar-10-batches-py"
+    train = sum(len(pickle.loads((cifar / f"data_batch_{i}").read_bytes(), encoding="bytes")[b"labels"])
+                for i in range(1, 6))
+    test = len(pickle.loads((cifar / "test_batch").read_bytes(), encoding="bytes")[b"labels"])
+    assert f"{train + test} images, train {train}, test {test}, all decode" in stdout
+    labels = files["data"] / "dtd" / "labels"
+    dtd = {s: len((labels / f"{s}1.txt").read_text().split()) for s in ("train", "val", "test")}
+    assert f"train {dtd['train']}, val {dtd['val']}, test {dtd['test']}, all decode" in stdout
 
 
 class _FullDisk:
