@@ -20,6 +20,7 @@ from sslt_core.errors import ConfigError
 
 Layer = Literal[tuple(LAYERS)]
 SVM_RESOURCES = Resources(gpus_per_node=1, cpus_per_task=32, time=8 * 60)  # features on the GPU, SVMs on CPUs
+MAX_JOBS = 1024  # processes: more than any node's cores
 LABELS = ("VOC labels 1 / -1 / 0 (difficult only): in training 1 is positive, -1 and 0 negative (the original "
           "code's 0 -> -1); at test 0 is left out of that class's AP")
 
@@ -39,8 +40,9 @@ class Voc07SvmSettings:
 def check_layers(settings):
     if not settings.layers or len(set(settings.layers)) != len(settings.layers):
         raise ConfigError(f"layers must name each of {', '.join(LAYERS)} at most once, got {list(settings.layers)}")
-    if settings.jobs == 0 or settings.jobs < -1:
-        raise ConfigError(f"jobs must be -1 (every core) or a number of processes >= 1, got {settings.jobs}")
+    if settings.jobs == 0 or not -1 <= settings.jobs <= MAX_JOBS:
+        raise ConfigError(f"jobs must be -1 (every core) or a number of processes 1 ... {MAX_JOBS}, got "
+                          f"{settings.jobs}")
     return settings
 
 

@@ -37,13 +37,26 @@ def voc_image_ids(listing, text=None):
     """The image ids of a VOC image list (ImageSets/Main/<split>.txt): one id per line, blank lines skipped;
     DatasetError naming the line where a line holds more than one word or the list holds none."""
     text = _read_text(listing, "a VOC image list") if text is None else text
-    ids = []
-    for number, line in enumerate(text.splitlines(), 1):
+    if text.startswith("\ufeff"):
+        raise DatasetError(f"{listing} starts with a byte-order mark, which VOC's lists do not; save it as plain "
+                           "UTF-8 without a BOM")
+    lines = text.split("\n")
+    while lines and not lines[-1].strip():  # blank lines at the end are harmless
+        lines.pop()
+    ids, seen = [], {}
+    for number, line in enumerate(lines, 1):
         words = line.split()
         if len(words) > 1:
             raise DatasetError(f"{listing} line {number}: {line.strip()!r} is not one image id (an image list holds "
                                "one id per line, as VOC's); fix the list")
-        ids += words
+        if not words:  # detectron2's VOC evaluator reads the list itself and takes a blank line for an image
+            raise DatasetError(f"{listing} line {number} is blank; remove it (detectron2's evaluator reads every "
+                               "line as an image id)")
+        if words[0] in seen:
+            raise DatasetError(f"{listing} line {number}: image '{words[0]}' is listed again (first at line "
+                               f"{seen[words[0]]}); remove the repeat")
+        seen[words[0]] = number
+        ids.append(words[0])
     if not ids:
         raise DatasetError(f"{listing} lists no image; restore it, or regenerate the dataset")
     return ids

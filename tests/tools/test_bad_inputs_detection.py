@@ -111,6 +111,12 @@ def files(tmp_path_factory, demo_root):
     listing = f["voc_extra_word"] / "VOC2007" / "ImageSets" / "Main" / "trainval.txt"
     first, *rest = listing.read_text().splitlines()
     listing.write_text("\n".join([f"{first} 1", *rest]) + "\n")  # a class list's line given as the image list's
+    for name, edit in (("voc_blank_line", lambda ids: [ids[0], "", *ids[1:]]),
+                       ("voc_repeated_id", lambda ids: [*ids, ids[0]]),
+                       ("voc_bom", lambda ids: ["\ufeff" + ids[0], *ids[1:]])):
+        f[name] = voc(name)
+        listing = f[name] / "VOC2007" / "ImageSets" / "Main" / "trainval.txt"
+        listing.write_text("\n".join(edit(listing.read_text().split())) + "\n")
     f["coco_cut"] = _coco(coco("coco_cut"), _cut_in_half)
     f["coco_no_image"] = _coco(coco("coco_no_image"), _drop_image)
     f["coco_unknown_category"] = _coco(coco("coco_unknown_category"),
@@ -226,6 +232,12 @@ CASES = {
     "det/voc-list-extra-word": (det(data="{voc_extra_word}"), "trainval.txt line 1: ", None),
     "check/voc-list-extra-word": (["check_datasets", "voc2007", "--data-root", "{voc_extra_word}"],
                                   "is not one image id", None),
+    "check/voc-list-blank-line": (["check_datasets", "voc2007", "--data-root", "{voc_blank_line}"],
+                                  "trainval.txt line 2 is blank", None),
+    "det/voc-list-blank-line": (det(data="{voc_blank_line}"), "trainval.txt line 2 is blank", None),
+    "svm/voc-list-repeated-id": (["evaluate", "voc07_svm", "--weights", "random", "--data", "{voc_repeated_id}"],
+                                 "is listed again (first at line 1)", None),
+    "check/voc-list-bom": (["check_datasets", "voc2007", "--data-root", "{voc_bom}"], "byte-order mark", None),
     "svm/voc-list-extra-word": (["evaluate", "voc07_svm", "--weights", "random", "--data", "{voc_extra_word}"],
                                 "trainval.txt line 1: ", None),
 }
