@@ -33,10 +33,11 @@ def _read_text(path, what):
         raise DatasetError(f"{path} is not UTF-8 text ({what}); restore the original file") from None
 
 
-def voc_image_ids(listing, text=None):
-    """The image ids of a VOC image list (ImageSets/Main/<split>.txt): one id per line, blank lines skipped;
-    DatasetError naming the line where a line holds more than one word or the list holds none."""
-    text = _read_text(listing, "a VOC image list") if text is None else text
+def voc_image_ids(listing, what="a VOC image list"):
+    """The image ids of a VOC image list (ImageSets/Main/<split>.txt): one id per line, blank lines only at the end;
+    DatasetError naming the line of a byte-order mark, a line of several words, a blank line before the last id or a
+    repeated id, or a list of none (`what` names the file in a read error)."""
+    text = _read_text(listing, what)
     if text.startswith("\ufeff"):
         raise DatasetError(f"{listing} starts with a byte-order mark, which VOC's lists do not; save it as plain "
                            "UTF-8 without a BOM")
@@ -95,7 +96,7 @@ def check_voc_split(folder, split, classes=None):
     <bndbox> of four numbers with xmin <= xmax, ymin <= ymax."""
     folder = Path(folder)
     listing = folder / "ImageSets" / "Main" / f"{split}.txt"
-    ids = voc_image_ids(listing, _read_text(listing, f"the image list of VOC split {split}"))
+    ids = voc_image_ids(listing, f"the image list of VOC split {split}")
     for file_id in ids:
         if "/" in file_id or "\\" in file_id or file_id in (".", ".."):
             raise DatasetError(f"{listing}: '{file_id}' is not an image id (a name without folders); fix the list")
